@@ -1,0 +1,164 @@
+"""One config loader for every script: every key, its type, default and meaning live in SCHEMA below.
+
+    from config import load_config
+    cfg = load_config("config.json")   # nested dict; path keys resolved to absolute pathlib.Path
+
+A config file may give any subset of the keys; the rest take the defaults. Relative paths resolve against the
+folder that holds the config file, never the current directory, so cron can run a script from anywhere.
+A broken config raises ConfigError with one line naming the key and what was expected (scripts exit 2).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.json"
+
+# key -> (default, expected type or tuple of choices, kind, meaning).
+# kind: "in" = folder that must exist, "out" = folder created on demand, "file" = file path, "" = plain value.
+SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
+    "input_folder_path": ("sourcedata", str, "in", "folder scanned for new data files"),
+    "output_folder_path": ("ingesteddata", str, "out", "where finaldata.csv and ingestedfiles.txt are kept"),
+    "test_data_path": ("testdata", str, "in", "labelled data every model is scored on"),
+    "output_model_path": ("models", str, "out", "where training and scoring write the model and its score"),
+    "prod_deployment_path": ("production_deployment", str, "out", "the deployed releases"),
+    "input_file_extension": ("csv", str, "", "only files with this extension are data files"),
+    "url": ("http://127.0.0.1:8000/", str, "", "where apicalls.py finds the API"),
+    "log_folder_path": ("logs", str, "out", "one rotated log file per step"),
+    "history_path": ("history/history.sqlite3", str, "file", "the SQLite run history"),
+    "report_folder_path": ("reports", str, "out", "PDF reports"),
+    "id_column": ("corporation", str, "", "client id column (text)"),
+    "feature_columns": (["lastmonth_activity", "lastyear_activity", "number_of_employees"], list, "",
+                        "numeric, non-negative feature columns"),
+    "target_column": ("exited", str, "", "target column, 0 or 1"),
+    "model.C": (1.0, float, "", "inverse regularisation strength of LogisticRegression"),
+    "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
+    "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),
+    "model.imputer_strategy": ("median", ("mean", "median", "most_frequent"), "", "how missing features are filled"),
+    "log.max_bytes": (1_000_000, int, "", "a log file is rotated past this size"),
+    "log.backups": (3, int, "", "rotated log files kept per step"),
+}
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is one line naming the key."""
+
+
+def defaults() -> dict[str, Any]:
+    """The default config as a nested dict (before path resolution)."""
+    out: dict[str, Any] = {}
+    for key, (default, *_rest) in SCHEMA.items():
+        _set(out, key, json.loads(json.dumps(default)))
+    return out
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Store value at a dotted key, creating sections as needed."""
+    *sections, leaf = dotted.split(".")
+    for s in sections:
+        tree = tree.setdefault(s, {})
+    tree[leaf] = value
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys for a nested dict, keeping section dicts whole only when they are not sections."""
+    flat: dict[str, Any] = {}
+    sections = {k.split(".")[0] for k in SCHEMA if "." in k}
+    for key, value in tree.items():
+        dotted = prefix + key
+        if not prefix and key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"key '{dotted}' must be an object of settings, got {json.dumps(value)}")
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _check(key: str, value: Any) -> Any:
+    """Return value if it fits SCHEMA[key], else raise ConfigError naming the key."""
+    default, expected, kind, _ = SCHEMA[key]
+    if isinstance(expected, tuple):
+        if value not in expected:
+            names = ", ".join(json.dumps(c) for c in expected)
+            raise ConfigError(f"key '{key}' must be one of {names}, got {json.dumps(value)}")
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+        raise ConfigError(f"key '{key}' must be {_type_name(expected)}, got {json.dumps(value)}")
+    if expected is list and not (value and all(isinstance(v, str) and v for v in value)):
+        raise ConfigError(f"key '{key}' must be a non-empty list of column names, got {json.dumps(value)}")
+    if expected is str and not value:
+        raise ConfigError(f"key '{key}' must not be empty")
+    if expected in (int, float) and value < 0:
+        raise ConfigError(f"key '{key}' must not be negative, got {value}")
+    return value
+
+
+def _type_name(t: type) -> str:
+    """A reader's name for a JSON type."""
+    return {str: "a string", int: "a whole number", float: "a number", list: "a list", bool: "true or false"}[t]
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
+    """Read, check and resolve a config file; raises ConfigError with one line naming the problem."""
+    path = Path(path).expanduser().resolve()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config file ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object of settings")
+    try:
+        flat = _flatten(raw)
+        cfg = defaults()
+        for key, value in flat.items():
+            if key not in SCHEMA:
+                raise ConfigError(f"unknown key '{key}' (known keys are listed in config.py SCHEMA)")
+            _set(cfg, key, _check(key, value))
+        _check_columns(cfg)
+        _resolve_paths(cfg, path.parent)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    cfg["config_path"] = path
+    cfg["root"] = path.parent
+    return cfg
+
+
+def _check_columns(cfg: dict[str, Any]) -> None:
+    """Column names must be distinct: one column cannot be both id and feature, say."""
+    names = [cfg["id_column"], *cfg["feature_columns"], cfg["target_column"]]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"column '{name}' is named twice among id_column, feature_columns, target_column")
+    ext = cfg["input_file_extension"]
+    if "/" in ext or ext.startswith("."):
+        raise ConfigError(f"key 'input_file_extension' must be a bare extension like \"csv\", got {json.dumps(ext)}")
+
+
+def _resolve_paths(cfg: dict[str, Any], base: Path) -> None:
+    """Turn path keys into absolute Paths against the config's folder; input folders must exist."""
+    for key, (_, _, kind, _) in SCHEMA.items():
+        if not kind:
+            continue
+        p = Path(cfg[key]).expanduser()
+        p = (base / p).resolve() if not p.is_absolute() else p.resolve()
+        if kind == "in" and not p.is_dir():
+            raise ConfigError(f"key '{key}': folder {p} does not exist")
+        if kind == "out" and p.exists() and not p.is_dir():
+            raise ConfigError(f"key '{key}': {p} exists and is not a folder")
+        cfg[key] = p
+
+
+def display_path(cfg: dict[str, Any], p: Path) -> str:
+    """A path as people know it: relative to the project folder when it lies inside it."""
+    try:
+        return str(Path(p).relative_to(cfg["root"]))
+    except ValueError:
+        return str(p)

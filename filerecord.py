@@ -1,0 +1,105 @@
+"""The ingestion record: which data files were ingested or rejected, by name and content hash.
+
+Kept light on purpose (no pandas): the cron tick with no new data reads only this and the input folder's
+directory listing. Each record is a tab-separated text file, one line per file, name first:
+
+    ingestedfiles.txt   name  sha256  size  mtime_ns  rows_read  rows_added  ingested_at
+    rejectedfiles.txt   name  sha256  size  mtime_ns  reason  rejected_at
+
+A file is "new" when its name is in neither record, or its content hash differs from the recorded one; the
+size and mtime are checked first so only files that look changed are hashed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from atomicio import atomic_write, sha256_file
+
+INGESTED_FIELDS = ["name", "sha256", "size", "mtime_ns", "rows_read", "rows_added", "ingested_at"]
+REJECTED_FIELDS = ["name", "sha256", "size", "mtime_ns", "reason", "rejected_at"]
+INGESTED_FILE = "ingestedfiles.txt"
+REJECTED_FILE = "rejectedfiles.txt"
+
+
+def list_data_files(folder: Path, ext: str) -> list[Path]:
+    """Visible files directly in folder with the configured extension, sorted by name (no directories)."""
+    if not folder.is_dir():
+        return []
+    suffix = "." + ext.lower()
+    found = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(".") or not entry.name.lower().endswith(suffix):
+                continue
+            if entry.is_file():  # follows symlinks: a link to a regular file counts, a link to a folder not
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+def read_record(path: Path, fields: list[str]) -> dict[str, dict[str, Any]]:
+    """Entries of a record file by name; a line with too few fields is ignored (older formats keep the name)."""
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return entries
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if not parts[0]:
+            continue
+        entry = dict(zip(fields, parts + [""] * (len(fields) - len(parts))))
+        entries[entry["name"]] = entry
+    return entries
+
+
+def write_record(path: Path, fields: list[str], entries: dict[str, dict[str, Any]]) -> None:
+    """Atomically rewrite a record file, one line per entry in name order."""
+    lines = []
+    for name in sorted(entries):
+        e = entries[name]
+        lines.append("\t".join(_clean(e.get(f, "")) for f in fields))
+    atomic_write(path, "".join(line + "\n" for line in lines))
+
+
+def _clean(value: Any) -> str:
+    """A field value that cannot break the one-line, tab-separated format."""
+    return " ".join(str(value).replace("\t", " ").split()) if value is not None else ""
+
+
+def same_stat(entry: dict[str, Any] | None, st: os.stat_result) -> bool:
+    """True when a recorded file still has the size and mtime it had when recorded."""
+    return bool(entry) and entry["size"] == str(st.st_size) and entry["mtime_ns"] == str(st.st_mtime_ns)
+
+
+def new_files(folder: Path, ext: str, root: Path, ingested: dict[str, dict[str, Any]],
+              rejected: dict[str, dict[str, Any]]) -> list[Path]:
+    """Data files in folder that neither record knows with their current content."""
+    found = []
+    for p in list_data_files(folder, ext):
+        name = record_name(p, root)
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        known = ingested.get(name) or rejected.get(name)
+        if same_stat(ingested.get(name), st) or same_stat(rejected.get(name), st):
+            continue
+        try:
+            digest = sha256_file(p)
+        except OSError:
+            found.append(p)  # unreadable now: ingestion will say why
+            continue
+        if known and digest in (ingested.get(name, {}).get("sha256"), rejected.get(name, {}).get("sha256")):
+            continue
+        found.append(p)
+    return found
+
+
+def record_name(p: Path, root: Path) -> str:
+    """How a data file is named in the records: its path relative to the project folder when inside it."""
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return p.as_posix()

@@ -1,0 +1,260 @@
+"""Ingest new client data files into one de-duplicated dataset.
+
+    python ingestion.py                                  # config.json: sourcedata/ -> ingesteddata/
+    python ingestion.py --config config.practice.json    # the practice data
+    python ingestion.py --json                           # the result as JSON
+
+Every data file in input_folder_path is checked against the data contract (datacontract.py). Good files have
+their rows appended to <output_folder_path>/finaldata.csv, minus exact duplicates (within the file, across files
+and against everything ingested before), and are listed in ingestedfiles.txt with their content hash. A bad
+file is listed in rejectedfiles.txt with the reason, and retried only once its content changes. Files already
+ingested and unchanged are skipped; a changed file is ingested again. Source files are never modified.
+
+De-duplication keeps a sorted array of 64-bit row hashes (rowhashes.npz) beside finaldata.csv, so a run costs
+in proportion to the new data, not to everything ingested so far. The hashes are a cache: when they do not
+match finaldata.csv (a run killed between the two writes) they are rebuilt from it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import cli
+from atomicio import LockBusy, atomic_file, file_lock, remove_stale_temps, sha256_bytes
+from config import display_path
+from datacontract import DataError, columns, parse_csv
+from filerecord import (INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, list_data_files,
+                        read_record, record_name, same_stat, write_record)
+
+log = logging.getLogger("ingestion")
+
+FINALDATA_FILE = "finaldata.csv"
+HASHES_FILE = "rowhashes.npz"
+LOCK_FILE = ".ingestion.lock"
+LOCK_WAIT_SECONDS = 60.0
+
+
+def row_hashes(df: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of a typed frame (equal rows, equal hashes)."""
+    return pd.util.hash_pandas_object(df, index=False, categorize=False).to_numpy(dtype=np.uint64)
+
+
+def read_finaldata(cfg: dict[str, Any]) -> pd.DataFrame:
+    """The ingested dataset as a typed frame (empty, with the stored columns, when nothing is ingested yet)."""
+    path = cfg["output_folder_path"] / FINALDATA_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns(cfg)})
+    return parse_csv(path.read_bytes(), cfg, display_path(cfg, path))
+
+
+def load_hashes(cfg: dict[str, Any]) -> np.ndarray:
+    """Sorted row hashes of finaldata.csv, rebuilt from it if the saved ones do not belong to it."""
+    out = cfg["output_folder_path"]
+    data, saved = out / FINALDATA_FILE, out / HASHES_FILE
+    size = data.stat().st_size if data.exists() else 0
+    if size == 0:
+        return np.empty(0, dtype=np.uint64)
+    try:
+        with np.load(saved) as z:
+            if int(z["finaldata_size"]) == size:
+                return z["hashes"]
+        log.warning("%s does not match %s (an interrupted run?): rebuilding it", HASHES_FILE, FINALDATA_FILE)
+    except FileNotFoundError:
+        log.info("no %s yet: building it from %s", HASHES_FILE, FINALDATA_FILE)
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("%s unreadable (%s): rebuilding it", HASHES_FILE, e)
+    return np.unique(row_hashes(read_finaldata(cfg)))
+
+
+def save_hashes(cfg: dict[str, Any], hashes: np.ndarray) -> None:
+    """Atomically save the sorted hashes with the size of the finaldata.csv they describe."""
+    out = cfg["output_folder_path"]
+    size = (out / FINALDATA_FILE).stat().st_size
+    with atomic_file(out / HASHES_FILE) as f:
+        np.savez(f, hashes=hashes, finaldata_size=np.int64(size))
+
+
+def new_rows(df: pd.DataFrame, seen: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of df that are neither in seen (sorted hashes) nor repeated earlier in df; and seen with them added."""
+    h = row_hashes(df)
+    _, first = np.unique(h, return_index=True)
+    keep = np.zeros(len(h), dtype=bool)
+    keep[np.sort(first)] = True
+    if len(seen):
+        pos = np.searchsorted(seen, h)
+        keep &= ~((pos < len(seen)) & (seen[np.minimum(pos, len(seen) - 1)] == h))
+    added = h[keep]
+    merged = np.insert(seen, np.searchsorted(seen, np.sort(added)), np.sort(added)) if len(added) else seen
+    return df[keep], merged
+
+
+def append_finaldata(cfg: dict[str, Any], frames: list[pd.DataFrame]) -> None:
+    """Atomically replace finaldata.csv with its old bytes followed by the new rows."""
+    path = cfg["output_folder_path"] / FINALDATA_FILE
+    with atomic_file(path) as f:
+        old_size = path.stat().st_size if path.exists() else 0
+        if old_size:
+            _check_header(path, cfg)
+            with open(path, "rb") as old:
+                _copy(old, f)
+            if _last_byte(path) != b"\n":
+                f.write(b"\n")
+        else:
+            f.write((",".join(columns(cfg)) + "\n").encode())
+        for df in frames:
+            f.write(_for_csv(df).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8"))
+
+
+def _for_csv(df: pd.DataFrame) -> pd.DataFrame:
+    """Write whole-number feature columns without a trailing ".0" (they read back to the same floats)."""
+    out = df.copy()
+    for col in out.columns:
+        values = out[col]
+        if values.dtype == "float64" and bool(np.all(np.isnan(values) | (values == np.round(values)))) \
+                and bool(np.nanmax(np.abs(values), initial=0) < 2**53):
+            out[col] = values.astype("Int64")
+    return out
+
+
+def _copy(src: Any, dst: Any) -> None:
+    """Copy one open file into another in large blocks."""
+    for chunk in iter(lambda: src.read(1 << 22), b""):
+        dst.write(chunk)
+
+
+def _last_byte(path: Path) -> bytes:
+    """The last byte of a non-empty file."""
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1)
+
+
+def _check_header(path: Path, cfg: dict[str, Any]) -> None:
+    """Refuse to append to a finaldata.csv whose columns are not the configured ones."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline().strip()
+    if header != ",".join(columns(cfg)):
+        raise cli.StepError(f"{display_path(cfg, path)} has columns '{header}' but the config expects "
+                            f"'{','.join(columns(cfg))}': move it aside or fix the config")
+
+
+def ingest(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Ingest every new or changed data file of the input folder; returns what was done."""
+    out = cfg["output_folder_path"]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with file_lock(out / LOCK_FILE, wait_seconds=LOCK_WAIT_SECONDS):
+            return _ingest_locked(cfg)
+    except LockBusy:
+        raise cli.StepError(f"another ingestion has held {display_path(cfg, out / LOCK_FILE)} for "
+                            f"{LOCK_WAIT_SECONDS:.0f} s; try again later") from None
+
+
+def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
+    """ingest() once the lock is held."""
+    started = time.monotonic()
+    out, root = cfg["output_folder_path"], cfg["root"]
+    remove_stale_temps(out)
+    ingested = read_record(out / INGESTED_FILE, INGESTED_FIELDS)
+    rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
+    files = list_data_files(cfg["input_folder_path"], cfg["input_file_extension"])
+    result: dict[str, Any] = {"files_seen": len(files), "ingested_files": [], "rejected_files": [],
+                              "unchanged_files": 0, "still_rejected_files": 0,
+                              "rows_read": 0, "rows_added": 0, "duplicates_dropped": 0}
+    if (out / FINALDATA_FILE).exists() is False and ingested:
+        log.warning("%s is missing although %d files are recorded: ingesting everything again",
+                    FINALDATA_FILE, len(ingested))
+        ingested = {}
+    accepted: list[tuple[str, dict[str, Any], pd.DataFrame]] = []
+    changed_record = False
+    for path in files:
+        name = record_name(path, root)
+        try:
+            st = path.stat()
+            if same_stat(ingested.get(name), st):
+                result["unchanged_files"] += 1
+                continue
+            if same_stat(rejected.get(name), st):
+                result["still_rejected_files"] += 1
+                continue
+            data = path.read_bytes()
+        except OSError as e:
+            log.warning("%s: cannot read file (%s); will try again next run", name, e.strerror or e)
+            result["rejected_files"].append({"name": name, "reason": f"cannot read file ({e.strerror or e})"})
+            continue
+        digest = sha256_bytes(data)
+        stat = {"sha256": digest, "size": str(len(data)), "mtime_ns": str(st.st_mtime_ns)}
+        if ingested.get(name, {}).get("sha256") == digest:
+            ingested[name].update(stat)  # touched, not changed: remember the new mtime so it is not hashed again
+            result["unchanged_files"] += 1
+            changed_record = True
+            continue
+        if rejected.get(name, {}).get("sha256") == digest:
+            rejected[name].update(stat)
+            result["still_rejected_files"] += 1
+            changed_record = True
+            continue
+        try:
+            df = parse_csv(data, cfg, name)
+        except DataError as e:
+            log.warning("rejected %s", e)
+            rejected[name] = {"name": name, **stat, "reason": str(e), "rejected_at": _now()}
+            result["rejected_files"].append({"name": name, "reason": str(e)})
+            changed_record = True
+            continue
+        accepted.append((name, stat, df))
+    if accepted:
+        seen = load_hashes(cfg)
+        frames = []
+        for name, stat, df in accepted:
+            fresh, seen = new_rows(df, seen)
+            frames.append(fresh)
+            ingested[name] = {"name": name, **stat, "rows_read": str(len(df)), "rows_added": str(len(fresh)),
+                              "ingested_at": _now()}
+            rejected.pop(name, None)
+            result["ingested_files"].append({"name": name, "rows_read": len(df), "rows_added": len(fresh)})
+            result["rows_read"] += len(df)
+            result["rows_added"] += len(fresh)
+            log.info("ingested %s: %d rows read, %d new", name, len(df), len(fresh))
+        # Order matters for a kill at any point: data first, then its hashes, then the records that
+        # say the files are done. A file not yet recorded is simply ingested again, and de-duplicated.
+        append_finaldata(cfg, frames)
+        save_hashes(cfg, seen)
+        changed_record = True
+        result["total_rows"] = int(len(seen))
+    if changed_record:
+        write_record(out / REJECTED_FILE, REJECTED_FIELDS, rejected)
+        write_record(out / INGESTED_FILE, INGESTED_FIELDS, ingested)
+    result["duplicates_dropped"] = result["rows_read"] - result["rows_added"]
+    result["seconds"] = round(time.monotonic() - started, 3)
+    result["log"] = display_path(cfg, cfg["log_folder_path"] / "ingestion.log")
+    return result
+
+
+def _now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def summary(r: dict[str, Any]) -> str:
+    """One line for people: what this run ingested, dropped and rejected."""
+    n_rej = len(r["rejected_files"])
+    rejected = f", {n_rej} file{'s' if n_rej != 1 else ''} rejected (see {r['log']})" if n_rej else ""
+    if not r["ingested_files"]:
+        known = f"{r['unchanged_files']} already ingested"
+        if r["still_rejected_files"]:
+            known += f", {r['still_rejected_files']} still rejected"
+        return f"no new data: {r['files_seen']} files seen, {known}{rejected}"
+    n = len(r["ingested_files"])
+    return (f"ingested {n} new file{'s' if n != 1 else ''}: {r['rows_added']:,} rows, "
+            f"{r['duplicates_dropped']:,} duplicates dropped{rejected}; {r['total_rows']:,} rows in total")
+
+
+if __name__ == "__main__":
+    cli.run("ingestion", cli.parser(__doc__).parse_args(), ingest, summary)

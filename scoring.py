@@ -1,0 +1,95 @@
+"""Score a model on the test data: F1 to latestscore.txt, all metrics to scores.json.
+
+    python training.py && python scoring.py          # scores models/trainedmodel.pkl
+    python scoring.py --model production_deployment/trainedmodel.pkl
+    python scoring.py --config config.practice.json --json
+
+Reads every data file in test_data_path (checked like ingested data), predicts with the model and writes
+<output_model_path>/latestscore.txt (the F1 score, one number) and scores.json beside it (F1, precision, recall,
+accuracy, ROC AUC, rows, and which model) for reports.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+import cli
+from atomicio import atomic_write, atomic_write_json
+from config import display_path
+from datacontract import DataError, read_data_file
+from filerecord import list_data_files
+from modelstore import MODEL_FILE, ModelError, load_model
+
+log = logging.getLogger("scoring")
+
+SCORE_FILE = "latestscore.txt"
+METRICS_FILE = "scores.json"
+
+
+def read_test_data(cfg: dict[str, Any]) -> pd.DataFrame:
+    """All test data files as one typed frame; StepError if there are none or one is bad."""
+    files = list_data_files(cfg["test_data_path"], cfg["input_file_extension"])
+    if not files:
+        raise cli.StepError(f"no .{cfg['input_file_extension']} files in {display_path(cfg, cfg['test_data_path'])}")
+    try:
+        return pd.concat([read_data_file(p, cfg) for p in files], ignore_index=True)
+    except DataError as e:
+        raise cli.StepError(f"test data unusable: {e}") from None
+
+
+def metrics(model: Any, df: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]:
+    """F1, precision, recall, accuracy and ROC AUC of model on a labelled frame."""
+    y = df[cfg["target_column"]].to_numpy()
+    X = df[cfg["feature_columns"]]
+    pred = model.predict(X)
+    proba = model.predict_proba(X)[:, 1]
+    return {
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "roc_auc": float(roc_auc_score(y, proba)) if len(set(y.tolist())) == 2 else None,
+        "rows": int(len(y)),
+        "positives": int(y.sum()),
+    }
+
+
+def score(cfg: dict[str, Any], model_path: Path | None = None) -> dict[str, Any]:
+    """Score a model (default: the trained one) on the test data and write latestscore.txt and scores.json."""
+    model_path = Path(model_path) if model_path else cfg["output_model_path"] / MODEL_FILE
+    try:
+        model, meta = load_model(model_path)
+    except ModelError as e:
+        raise cli.StepError(str(e)) from None
+    result = metrics(model, read_test_data(cfg), cfg)
+    result.update({
+        "model": display_path(cfg, model_path),
+        "model_sha256": meta["sha256"],
+        "test_data": display_path(cfg, cfg["test_data_path"]),
+        "scored_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    })
+    out = cfg["output_model_path"]
+    atomic_write_json(out / METRICS_FILE, result)
+    atomic_write(out / SCORE_FILE, f"{result['f1']:.6f}\n")
+    log.info("F1 %.4f on %d rows for %s", result["f1"], result["rows"], model_path)
+    result["score_file"] = display_path(cfg, out / SCORE_FILE)
+    return result
+
+
+def summary(r: dict[str, Any]) -> str:
+    """One line for people."""
+    auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "n/a"
+    return (f"F1 {r['f1']:.3f} on {r['rows']:,} test rows (precision {r['precision']:.3f}, recall "
+            f"{r['recall']:.3f}, accuracy {r['accuracy']:.3f}, ROC AUC {auc}) -> {r['score_file']}")
+
+
+if __name__ == "__main__":
+    parser = cli.parser(__doc__)
+    parser.add_argument("--model", type=Path, help="model file to score (default: <output_model_path>/trainedmodel.pkl)")
+    args = parser.parse_args()
+    cli.run("scoring", args, lambda cfg: score(cfg, args.model), summary)

@@ -1,0 +1,67 @@
+"""Shared test fixtures: a throwaway workspace with the shipped data and a config pointing into it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from config import load_config  # noqa: E402
+
+
+def write_config(ws: Path, name: str = "config.json", **overrides: Any) -> Path:
+    """Write a config file into ws with relative paths (so they must resolve against ws)."""
+    cfg = json.loads((ROOT / "config.json").read_text())
+    cfg.update(overrides)
+    path = ws / name
+    path.write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A project folder of our own: shipped data copied in, config.json with relative paths."""
+    for folder in ("practicedata", "sourcedata", "testdata"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    write_config(tmp_path)
+    write_config(tmp_path, "config.practice.json", input_folder_path="practicedata",
+                 output_model_path="practicemodels")
+    return tmp_path
+
+
+@pytest.fixture
+def cfg(workspace: Path) -> dict[str, Any]:
+    """The loaded config of the workspace."""
+    return load_config(workspace / "config.json")
+
+
+def run_script(script: str, ws: Path, *args: str, config: str = "config.json", cwd: Path | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run one of our scripts for real, as a person would, with the workspace's config."""
+    cmd = [sys.executable, str(ROOT / script), "--config", str(ws / config), *args]
+    return subprocess.run(cmd, cwd=cwd or ws, capture_output=True, text=True, timeout=timeout)
+
+
+def run_json(script: str, ws: Path, *args: str, **kw: Any) -> dict[str, Any]:
+    """Run a script with --json and return its parsed result (asserting it succeeded)."""
+    p = run_script(script, ws, "--json", *args, **kw)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def tree_hashes(*folders: Path) -> dict[str, str]:
+    """SHA-256 of every file under the folders, by path: to prove nothing changed."""
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out

@@ -1,0 +1,94 @@
+"""Train the attrition model on the ingested data.
+
+    python training.py                                # config.json: ingesteddata/finaldata.csv -> models/
+    python training.py --config config.practice.json  # writes practicemodels/trainedmodel.pkl
+
+Fits a scikit-learn Pipeline (impute missing features, scale, LogisticRegression; parameters from the config's
+"model" section) on <output_folder_path>/finaldata.csv and writes <output_model_path>/trainedmodel.pkl with its
+record trainedmodel.json (hash, when, on what data). Refuses clearly when there is no data or only one class.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import sklearn
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import cli
+from atomicio import sha256_file
+from config import display_path
+from datacontract import DataError
+from ingestion import FINALDATA_FILE, read_finaldata
+from modelstore import MODEL_FILE, save_model
+
+log = logging.getLogger("training")
+
+
+def build_pipeline(cfg: dict[str, Any]) -> Pipeline:
+    """The untrained model: impute, scale, logistic regression, as the config sets them."""
+    m = cfg["model"]
+    return Pipeline([
+        ("impute", SimpleImputer(strategy=m["imputer_strategy"])),
+        ("scale", StandardScaler()),
+        ("classify", LogisticRegression(C=m["C"], max_iter=m["max_iter"], class_weight=m["class_weight"])),
+    ])
+
+
+def fit(cfg: dict[str, Any], df: Any) -> Pipeline:
+    """Fit a fresh pipeline on a typed frame; StepError if it cannot be learnt from."""
+    target = cfg["target_column"]
+    if len(df) == 0:
+        raise cli.StepError("no ingested data to train on; run ingestion.py first")
+    classes = sorted(df[target].unique().tolist())
+    if len(classes) < 2:
+        raise cli.StepError(f"all {len(df):,} ingested rows have {target}={classes[0]}: "
+                            f"a model needs both classes to learn from")
+    X = df[cfg["feature_columns"]]
+    if X.isna().all().any():
+        empty = [c for c in X.columns if X[c].isna().all()]
+        raise cli.StepError(f"feature column {empty[0]!r} has no values at all in the ingested data")
+    return build_pipeline(cfg).fit(X, df[target])
+
+
+def train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Train on finaldata.csv and save the model with its record; returns what was trained."""
+    started = time.monotonic()
+    data_path = cfg["output_folder_path"] / FINALDATA_FILE
+    try:
+        df = read_finaldata(cfg)
+    except DataError as e:
+        raise cli.StepError(f"cannot train: {e}") from None
+    model = fit(cfg, df)
+    target = cfg["target_column"]
+    out = cfg["output_model_path"] / MODEL_FILE
+    meta = {
+        "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rows": len(df),
+        "exited_rate": round(float(df[target].mean()), 4),
+        "features": list(cfg["feature_columns"]),
+        "target": target,
+        "data_file": display_path(cfg, data_path),
+        "data_sha256": sha256_file(data_path),
+        "params": {k: v for k, v in cfg["model"].items()},
+        "sklearn_version": sklearn.__version__,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    save_model(model, out, meta)
+    log.info("trained on %d rows in %.2f s -> %s", len(df), meta["seconds"], out)
+    return {**meta, "model": display_path(cfg, out)}
+
+
+def summary(r: dict[str, Any]) -> str:
+    """One line for people."""
+    return (f"trained model on {r['rows']:,} rows ({len(r['features'])} features, "
+            f"{r['exited_rate']:.0%} exited) -> {r['model']}")
+
+
+if __name__ == "__main__":
+    cli.run("training", cli.parser(__doc__).parse_args(), train, summary)
