@@ -10,8 +10,10 @@ import json
 import logging
 import logging.handlers
 import sys
+import time
 from typing import Any, Callable
 
+import history
 from config import DEFAULT_CONFIG, ConfigError, load_config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -54,8 +56,8 @@ def setup_logging(cfg: dict[str, Any], *steps: str) -> None:
 
 
 def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], dict[str, Any]],
-        summary: Callable[[dict[str, Any]], str]) -> None:
-    """Load the config, run work(cfg), print its summary (or JSON) and exit with the SPEC's code."""
+        summary: Callable[[dict[str, Any]], str], record: bool = True) -> None:
+    """Load the config, run work(cfg), print its summary (or JSON), record the run and exit with the SPEC's code."""
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
@@ -63,25 +65,33 @@ def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], di
         sys.exit(2)
     setup_logging(cfg, step)
     log = logging.getLogger(step)
+    started, t0 = history.now_iso(), time.monotonic()
+    code, result, line = 0, {}, ""
     try:
         result = work(cfg)
+        line = summary(result)
     except StepError as e:
         log.error("%s", e)
-        _emit(args, {"ok": False, "error": str(e)}, None)
-        sys.exit(1)
+        code, result, line = 1, {"error": str(e)}, str(e)
     except ConfigError as e:
         log.error("config error: %s", e)
-        sys.exit(2)
+        code, result, line = 2, {"error": str(e)}, str(e)
     except KeyboardInterrupt:
         log.error("interrupted")
-        sys.exit(130)
+        code, result, line = 130, {"error": "interrupted"}, "interrupted"
     except Exception as e:  # an unforeseen failure still ends in one line; the traceback goes to the log
         log.exception("failed")
-        print(f"{step}: failed: {type(e).__name__}: {e} (traceback in {cfg['log_folder_path'] / (step + '.log')})",
-              file=sys.stderr)
-        sys.exit(1)
-    _emit(args, {"ok": True, **result}, summary(result))
-    sys.exit(0)
+        line = f"failed: {type(e).__name__}: {e}"
+        print(f"{step}: {line} (traceback in {cfg['log_folder_path'] / (step + '.log')})", file=sys.stderr)
+        code, result = 1, {"error": line}
+    if record:
+        history.safely(cfg, f"the {step} run", history.record_run, step, started, history.now_iso(),
+                       time.monotonic() - t0, "ok" if code == 0 else "failed", line, result)
+    if code == 0:
+        _emit(args, {"ok": True, **result}, line)
+    elif code == 1:
+        _emit(args, {"ok": False, **result}, None)
+    sys.exit(code)
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], line: str | None) -> None:

@@ -36,6 +36,22 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
     "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),
     "model.imputer_strategy": ("median", ("mean", "median", "most_frequent"), "", "how missing features are filled"),
+    "drift.rule": ("raw", ("raw", "parametric", "nonparametric"), "", "model-drift rule (SPEC section 7)"),
+    "drift.min_new_rows": (50, int, "", "fewer new labelled rows than this: insufficient data, wait"),
+    "drift.min_new_positives": (5, int, "", "fewer exits among the new rows than this: insufficient data"),
+    "drift.min_margin": (0.05, float, "", "a drop in F1 smaller than this never counts as drift"),
+    "drift.confidence": (0.95, float, "", "width of the bootstrap interval of the new score"),
+    "drift.bootstrap_samples": (2000, int, "", "bootstrap resamples of the new score"),
+    "drift.min_history": (5, int, "", "past scores the parametric and nonparametric rules need"),
+    "drift.psi_warn": (0.1, float, "", "PSI at or above this (and above its noise floor) is WARN"),
+    "drift.psi_drift": (0.25, float, "", "PSI at or above this (and above its noise floor) is DRIFT"),
+    "drift.ks_warn": (0.1, float, "", "KS distance at or above this (and significant) is WARN"),
+    "drift.ks_drift": (0.2, float, "", "KS distance at or above this (and significant) is DRIFT"),
+    "drift.ks_alpha": (0.01, float, "", "KS p-value under this is significant"),
+    "drift.retrain_on_data_drift": (False, bool, "", "also retrain when data drift alone is DRIFT"),
+    "deployment.releases_kept": (5, int, "", "releases kept in prod_deployment_path (at least 2)"),
+    "deployment.promotion_tolerance": (0.0, float, "", "a challenger may score this much below the deployed "
+                                                            "model on the test data and still be deployed"),
     "log.max_bytes": (1_000_000, int, "", "a log file is rotated past this size"),
     "log.backups": (3, int, "", "rotated log files kept per step"),
 }
@@ -92,7 +108,7 @@ def _check(key: str, value: Any) -> Any:
         raise ConfigError(f"key '{key}' must be a non-empty list of column names, got {json.dumps(value)}")
     if expected is str and not value:
         raise ConfigError(f"key '{key}' must not be empty")
-    if expected in (int, float) and value < 0:
+    if expected in (int, float) and not isinstance(value, bool) and value < 0:
         raise ConfigError(f"key '{key}' must not be negative, got {value}")
     return value
 
@@ -137,6 +153,10 @@ def _check_columns(cfg: dict[str, Any]) -> None:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"column '{name}' is named twice among id_column, feature_columns, target_column")
+    if cfg["deployment"]["releases_kept"] < 2:
+        raise ConfigError("key 'deployment.releases_kept' must be at least 2 (the current and the previous release)")
+    if not 0 < cfg["drift"]["confidence"] < 1:
+        raise ConfigError(f"key 'drift.confidence' must be between 0 and 1, got {cfg['drift']['confidence']}")
     ext = cfg["input_file_extension"]
     if "/" in ext or ext.startswith("."):
         raise ConfigError(f"key 'input_file_extension' must be a bare extension like \"csv\", got {json.dumps(ext)}")

@@ -53,6 +53,20 @@ def read_finaldata(cfg: dict[str, Any]) -> pd.DataFrame:
     return parse_csv(path.read_bytes(), cfg, display_path(cfg, path))
 
 
+def read_finaldata_since(cfg: dict[str, Any], start: int) -> pd.DataFrame:
+    """The rows appended to finaldata.csv after byte offset start (a line boundary recorded earlier)."""
+    path = cfg["output_folder_path"] / FINALDATA_FILE
+    if start <= 0:
+        return read_finaldata(cfg)
+    with open(path, "rb") as f:
+        header = f.readline()
+        f.seek(max(start, len(header)))
+        tail = f.read()
+    if not tail.strip():
+        return read_finaldata(cfg).iloc[0:0]
+    return parse_csv(header + tail, cfg, display_path(cfg, path))
+
+
 def load_hashes(cfg: dict[str, Any]) -> np.ndarray:
     """Sorted row hashes of finaldata.csv, rebuilt from it if the saved ones do not belong to it."""
     out = cfg["output_folder_path"]

@@ -5,7 +5,8 @@
 
 Fits a scikit-learn Pipeline (impute missing features, scale, LogisticRegression; parameters from the config's
 "model" section) on <output_folder_path>/finaldata.csv and writes <output_model_path>/trainedmodel.pkl with its
-record trainedmodel.json (hash, when, on what data). Refuses clearly when there is no data or only one class.
+record trainedmodel.json (hash, when, on what data), and reference_profile.json (per-feature bins and
+quantiles of the training data, which drift checks compare new data with). Refuses clearly when there is no data or only one class.
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import cli
-from atomicio import sha256_file
+from atomicio import atomic_write_json, sha256_file
 from config import display_path
 from datacontract import DataError
+from drift import reference_profile
 from ingestion import FINALDATA_FILE, read_finaldata
 from modelstore import MODEL_FILE, save_model
+
+PROFILE_FILE = "reference_profile.json"
 
 log = logging.getLogger("training")
 
@@ -75,10 +79,14 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         "target": target,
         "data_file": display_path(cfg, data_path),
         "data_sha256": sha256_file(data_path),
+        "data_bytes": data_path.stat().st_size,  # drift checks start after the rows a model was trained on
         "params": {k: v for k, v in cfg["model"].items()},
         "sklearn_version": sklearn.__version__,
         "seconds": round(time.monotonic() - started, 3),
     }
+    # The profile is written before the model: a model on disk always has the profile of its own data.
+    profile = {**reference_profile(df, cfg["feature_columns"]), "data_sha256": meta["data_sha256"]}
+    atomic_write_json(cfg["output_model_path"] / PROFILE_FILE, profile)
     save_model(model, out, meta)
     log.info("trained on %d rows in %.2f s -> %s", len(df), meta["seconds"], out)
     return {**meta, "model": display_path(cfg, out)}

@@ -1,0 +1,264 @@
+"""Publish the trained model, its score and the ingestion record as one numbered release.
+
+    python deployment.py               # publish models/ (+ ingestedfiles.txt) as the next release
+    python deployment.py --list        # the kept releases, the current one marked
+    python deployment.py --rollback    # make the previous release current again
+
+Layout of prod_deployment_path:
+    releases/0003/   trainedmodel.pkl, trainedmodel.json, latestscore.txt, scores.json, reference_profile.json,
+                     ingestedfiles.txt, manifest.json (each file's sha256, when and from what data it was trained)
+    current          symlink to releases/0003: switched with one atomic rename, so a reader that resolves it
+                     once sees one whole release, never files of two mixed
+    trainedmodel.pkl, latestscore.txt, ingestedfiles.txt   symlinks through current (the well-known names)
+
+A release folder is built under a temporary name and renamed when complete; a crash mid-deploy leaves the
+previous release current and untouched. Anything that loads the deployed model checks its sha256 against the
+manifest first (load_deployed_model) and refuses a file that does not match.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cli
+from atomicio import LockBusy, fsync_dir, file_lock, sha256_file
+from config import display_path
+from filerecord import INGESTED_FILE
+from modelstore import ModelError, load_model
+
+log = logging.getLogger("deployment")
+
+RELEASES = "releases"
+CURRENT = "current"
+MANIFEST = "manifest.json"
+LOCK_FILE = ".deployment.lock"
+MODEL_FILES = ["trainedmodel.pkl", "trainedmodel.json", "latestscore.txt", "scores.json", "reference_profile.json"]
+WELL_KNOWN = ["trainedmodel.pkl", "latestscore.txt", INGESTED_FILE]
+PARTIAL = ".partial-"
+
+
+def current_dir(cfg: dict[str, Any]) -> Path | None:
+    """The folder of the current release (resolved once), or None when nothing is deployed."""
+    link = cfg["prod_deployment_path"] / CURRENT
+    try:
+        target = os.readlink(link)
+    except (FileNotFoundError, OSError):
+        return None
+    folder = (link.parent / target).resolve()
+    return folder if (folder / MANIFEST).is_file() else None
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a release folder."""
+    return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+
+
+def current_release(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The current release's manifest (with its folder), or None when nothing is deployed."""
+    folder = current_dir(cfg)
+    if folder is None:
+        return None
+    try:
+        return {**read_manifest(folder), "folder": str(folder)}
+    except (OSError, ValueError):
+        return None
+
+
+def list_releases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Manifests of every complete kept release, oldest first, the current one marked."""
+    base = cfg["prod_deployment_path"] / RELEASES
+    cur = current_dir(cfg)
+    out = []
+    if base.is_dir():
+        for folder in sorted(p for p in base.iterdir() if p.name.isdigit()):
+            try:
+                m = read_manifest(folder)
+            except (OSError, ValueError):
+                continue
+            out.append({**m, "folder": str(folder), "current": folder == cur})
+    return out
+
+
+def load_deployed_model(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The current release's model, loaded only after its sha256 matches the manifest; ModelError otherwise."""
+    folder = current_dir(cfg)
+    if folder is None:
+        raise ModelError(f"nothing deployed in {cfg['prod_deployment_path']}; run deployment.py or fullprocess.py")
+    manifest = {**read_manifest(folder), "folder": str(folder)}
+    model, _ = load_model(folder / "trainedmodel.pkl", expected_sha256=manifest["files"]["trainedmodel.pkl"])
+    return model, manifest
+
+
+def _check_candidate(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model record and scores of models/, after checking they belong together; StepError if not."""
+    src = cfg["output_model_path"]
+    for name in MODEL_FILES:
+        if not (src / name).is_file():
+            hint = "run scoring.py" if name in ("latestscore.txt", "scores.json") else "run training.py"
+            raise cli.StepError(f"nothing to deploy: {display_path(cfg, src / name)} is missing ({hint})")
+    if not (cfg["output_folder_path"] / INGESTED_FILE).is_file():
+        raise cli.StepError(f"nothing to deploy: {display_path(cfg, cfg['output_folder_path'] / INGESTED_FILE)} "
+                            f"is missing (run ingestion.py)")
+    record = json.loads((src / "trainedmodel.json").read_text(encoding="utf-8"))
+    scores = json.loads((src / "scores.json").read_text(encoding="utf-8"))
+    profile = json.loads((src / "reference_profile.json").read_text(encoding="utf-8"))
+    actual = sha256_file(src / "trainedmodel.pkl")
+    if actual != record.get("sha256"):
+        raise cli.StepError(f"{display_path(cfg, src / 'trainedmodel.pkl')} does not match its record "
+                            f"trainedmodel.json (interrupted training?); run training.py again")
+    if scores.get("model_sha256") != actual:
+        raise cli.StepError(f"{display_path(cfg, src / 'latestscore.txt')} is the score of another model; "
+                            f"run scoring.py first")
+    if profile.get("data_sha256") != record.get("data_sha256"):
+        raise cli.StepError("reference_profile.json was made from other data than the model; run training.py again")
+    return record, scores
+
+
+def deploy(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Publish models/ and the ingestion record as the next release and make it current."""
+    prod = cfg["prod_deployment_path"]
+    prod.mkdir(parents=True, exist_ok=True)
+    try:
+        with file_lock(prod / LOCK_FILE, wait_seconds=60):
+            return _deploy_locked(cfg)
+    except LockBusy:
+        raise cli.StepError("another deployment is running; try again later") from None
+
+
+def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
+    """deploy() once the lock is held."""
+    record, scores = _check_candidate(cfg)
+    prod = cfg["prod_deployment_path"]
+    base = prod / RELEASES
+    base.mkdir(exist_ok=True)
+    _remove_partials(base)
+    previous = current_release(cfg)
+    version = max([int(p.name) for p in base.iterdir() if p.name.isdigit()], default=0) + 1
+    staging = base / f"{PARTIAL}{version:04d}"
+    staging.mkdir()
+    sources = [cfg["output_model_path"] / n for n in MODEL_FILES] + [cfg["output_folder_path"] / INGESTED_FILE]
+    files = {}
+    for src in sources:
+        dst = staging / src.name
+        shutil.copyfile(src, dst)
+        _fsync_file(dst)
+        files[src.name] = sha256_file(dst)
+    if files["trainedmodel.pkl"] != record["sha256"]:
+        shutil.rmtree(staging)
+        raise cli.StepError("the model changed while it was being deployed (training running?); try again")
+    manifest = {
+        "version": version,
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "previous": previous["version"] if previous else None,
+        "files": files,
+        "model": {k: v for k, v in record.items() if k not in ("sha256", "bytes")},
+        "scores": {k: scores.get(k) for k in ("f1", "precision", "recall", "accuracy", "roc_auc", "rows",
+                                               "positives", "scored_at", "test_data")},
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _fsync_file(staging / MANIFEST)
+    fsync_dir(staging)
+    final = base / f"{version:04d}"
+    os.rename(staging, final)
+    fsync_dir(base)
+    _switch(cfg, final)
+    pruned = _prune(cfg)
+    log.info("deployed release %d (F1 %.4f) -> %s; pruned %s", version, scores["f1"], final, pruned or "none")
+    return {"action": "deploy", "version": version, "previous": manifest["previous"], "f1": scores["f1"],
+            "model_sha256": files["trainedmodel.pkl"], "folder": display_path(cfg, final), "pruned": pruned}
+
+
+def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Make the newest release older than the current one current again."""
+    prod = cfg["prod_deployment_path"]
+    prod.mkdir(parents=True, exist_ok=True)
+    with file_lock(prod / LOCK_FILE, wait_seconds=60):
+        cur = current_release(cfg)
+        if cur is None:
+            raise cli.StepError("nothing is deployed, so there is nothing to roll back")
+        older = [r for r in list_releases(cfg) if r["version"] < cur["version"]]
+        if not older:
+            raise cli.StepError(f"release {cur['version']} is the oldest kept release; nothing to roll back to")
+        target = older[-1]
+        _switch(cfg, Path(target["folder"]))
+        log.warning("rolled back from release %d to release %d", cur["version"], target["version"])
+        return {"action": "rollback", "version": target["version"], "from_version": cur["version"],
+                "f1": target["scores"]["f1"], "model_sha256": target["files"]["trainedmodel.pkl"],
+                "folder": display_path(cfg, Path(target["folder"]))}
+
+
+def _switch(cfg: dict[str, Any], folder: Path) -> None:
+    """Point current at a release folder with one atomic rename, and make sure the well-known links exist."""
+    prod = cfg["prod_deployment_path"]
+    tmp = prod / f".{CURRENT}{PARTIAL}{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(folder, prod), tmp)
+    os.replace(tmp, prod / CURRENT)
+    for name in WELL_KNOWN:
+        link = prod / name
+        if os.path.islink(link) and os.readlink(link) == f"{CURRENT}/{name}":
+            continue
+        tmp = prod / f".{name}{PARTIAL}{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(f"{CURRENT}/{name}", tmp)
+        os.replace(tmp, link)
+    fsync_dir(prod)
+
+
+def _prune(cfg: dict[str, Any]) -> list[int]:
+    """Delete the oldest releases beyond releases_kept, never the current one."""
+    keep = cfg["deployment"]["releases_kept"]
+    releases = list_releases(cfg)
+    doomed = [r for r in releases[:-keep] if not r["current"]] if len(releases) > keep else []
+    for r in doomed:
+        shutil.rmtree(r["folder"], ignore_errors=True)
+    return [r["version"] for r in doomed]
+
+
+def _remove_partials(base: Path) -> None:
+    """Remove release folders a killed deployment left half-built."""
+    for p in base.glob(f"{PARTIAL}*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a file's contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def describe(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The kept releases, for --list."""
+    return {"releases": [{"version": r["version"], "created_at": r["created_at"], "f1": r["scores"]["f1"],
+                          "trained_on_rows": r["model"].get("rows"), "current": r["current"]}
+                         for r in list_releases(cfg)]}
+
+
+def summary(r: dict[str, Any]) -> str:
+    """One line (or the release table for --list) for people."""
+    if "releases" in r:
+        if not r["releases"]:
+            return "no releases deployed"
+        return "\n".join(f"{'*' if x['current'] else ' '} release {x['version']:>4}  {x['created_at']}  "
+                         f"F1 {x['f1']:.3f}  trained on {x['trained_on_rows']:,} rows" for x in r["releases"])
+    if r["action"] == "rollback":
+        return f"rolled back from release {r['from_version']} to release {r['version']} (F1 {r['f1']:.3f})"
+    return f"deployed release {r['version']} (F1 {r['f1']:.3f}, model {r['model_sha256'][:12]}) -> {r['folder']}"
+
+
+if __name__ == "__main__":
+    parser = cli.parser(__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--rollback", action="store_true", help="make the previous release current again")
+    group.add_argument("--list", action="store_true", help="list the kept releases")
+    args = parser.parse_args()
+    work = describe if args.list else rollback if args.rollback else deploy
+    cli.run("deployment", args, work, summary, record=not args.list)

@@ -1,0 +1,171 @@
+"""Drift statistics: is the deployed model worse on new data, and do the features look different from training?
+
+Model drift (SPEC section 7 step 4). The F1 of the deployed model on the new labelled rows is compared with a
+threshold set by the rule: `raw` (the deployed score), `parametric` (mean - 2 std of past scores) or
+`nonparametric` (Q1 - 1.5 IQR of past scores). F1 on a few rows is noisy, so a drop counts only when the whole
+bootstrap interval of the new score lies below the threshold AND the drop is at least `min_margin`. The bootstrap
+resamples the confusion-matrix counts (multinomial), which is exactly a row bootstrap for F1 and costs nothing
+at a million rows. Too few rows or positives: "insufficient-data", and the rows wait for the next check.
+
+Data drift. training.py saves a reference profile per feature (bin edges at the training deciles with their
+shares, 101 quantiles, missing share), so a check never re-reads the training data. Per feature: PSI over those
+bins (plus a missing-value bin) and the two-sample KS distance against the reference quantiles. Verdicts respect
+sample size: PSI must exceed its noise floor for this batch size (the 99th percentile of chi2(bins-1)/n, which
+is how PSI behaves with no shift) and KS must be significant (p < ks_alpha); each must also reach a minimum effect
+(psi_warn / ks_warn for WARN, psi_drift / ks_drift for DRIFT).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+QUANTILES = 101
+DECILES = 10
+CHI2_99 = {1: 6.63, 2: 9.21, 3: 11.34, 4: 13.28, 5: 15.09, 6: 16.81, 7: 18.48, 8: 20.09, 9: 21.67, 10: 23.21,
+           11: 24.72}
+EPS = 1e-4
+
+
+def feature_profile(values: np.ndarray) -> dict[str, Any]:
+    """The reference profile of one feature's training values (NaN = missing)."""
+    x = np.asarray(values, dtype="float64")
+    present = x[~np.isnan(x)]
+    if present.size == 0:
+        return {"rows": int(x.size), "missing_rate": 1.0, "edges": [], "shares": [], "quantiles": []}
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, DECILES + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    return {
+        "rows": int(x.size),
+        "missing_rate": float(1 - present.size / x.size),
+        "edges": edges.tolist(),
+        "shares": (counts / present.size).tolist(),
+        "quantiles": np.quantile(present, np.linspace(0, 1, QUANTILES)).tolist(),
+    }
+
+
+def reference_profile(df: Any, features: list[str]) -> dict[str, Any]:
+    """Profiles of every feature of a training frame."""
+    return {"rows": int(len(df)), "features": {f: feature_profile(df[f].to_numpy()) for f in features}}
+
+
+def psi(profile: dict[str, Any], x: np.ndarray) -> tuple[float, float]:
+    """PSI of new values against a profile (decile bins + a missing bin), and its no-shift noise floor."""
+    n = x.size
+    missing = np.isnan(x)
+    present = x[~missing]
+    edges = np.asarray(profile["edges"])
+    ref = np.append(np.asarray(profile["shares"]) * (1 - profile["missing_rate"]), profile["missing_rate"])
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    new = np.append(counts, missing.sum()) / n
+    used = (ref > 0) | (new > 0)
+    r, q = np.maximum(ref[used], EPS), np.maximum(new[used], EPS)
+    value = float(np.sum((q - r) * np.log(q / r)))
+    df = max(1, int(used.sum()) - 1)
+    floor = CHI2_99.get(df, df + 3 * math.sqrt(2 * df)) * (1 / n + 1 / max(profile["rows"], 1))
+    return value, floor
+
+
+def ks(profile: dict[str, Any], x: np.ndarray) -> tuple[float, float]:
+    """Two-sample KS distance of new values against the reference quantiles, and its asymptotic p-value."""
+    present = np.sort(x[~np.isnan(x)])
+    q = np.asarray(profile["quantiles"])
+    if present.size == 0 or q.size == 0:
+        return 0.0, 1.0
+    probs = np.linspace(0, 1, q.size)
+    grid = np.concatenate([q, present])
+    f_new = np.searchsorted(present, grid, side="right") / present.size
+    f_ref = np.interp(grid, q, probs, left=0.0, right=1.0)
+    d = float(np.max(np.abs(f_new - f_ref)))
+    m = profile["rows"] * (1 - profile["missing_rate"])
+    n_eff = present.size * m / (present.size + m) if m else present.size
+    return d, kolmogorov_sf(d * math.sqrt(n_eff))
+
+
+def kolmogorov_sf(lam: float) -> float:
+    """P(K > lam) for the Kolmogorov distribution (the KS test's asymptotic p-value)."""
+    if lam < 0.2:
+        return 1.0
+    total = sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return float(min(1.0, max(0.0, 2 * total)))
+
+
+def data_drift(profile: dict[str, Any], df: Any, features: list[str], t: dict[str, Any]) -> dict[str, Any]:
+    """Per-feature PSI/KS with OK/WARN/DRIFT verdicts and the overall (worst) verdict."""
+    rank = {"OK": 0, "WARN": 1, "DRIFT": 2}
+    out = []
+    for f in features:
+        x = np.asarray(df[f].to_numpy(), dtype="float64")
+        ref = profile["features"].get(f)
+        if ref is None or not ref["edges"] or x.size == 0:
+            out.append({"feature": f, "verdict": "OK", "note": "no reference or no rows"})
+            continue
+        p, floor = psi(ref, x)
+        d, pval = ks(ref, x)
+        psi_real, ks_real = p > floor, pval < t["ks_alpha"]
+        if (psi_real and p >= t["psi_drift"]) or (ks_real and d >= t["ks_drift"]):
+            verdict = "DRIFT"
+        elif (psi_real and p >= t["psi_warn"]) or (ks_real and d >= t["ks_warn"]):
+            verdict = "WARN"
+        else:
+            verdict = "OK"
+        out.append({"feature": f, "psi": round(p, 6), "psi_floor": round(floor, 6), "ks": round(d, 6),
+                    "ks_pvalue": pval, "missing_rate": float(np.isnan(x).mean()), "verdict": verdict})
+    worst = max((o["verdict"] for o in out), key=rank.__getitem__, default="OK")
+    return {"verdict": worst, "features": out, "rows": int(len(df))}
+
+
+def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 from confusion counts (0 where there is nothing to score, as sklearn's zero_division=0)."""
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
+def bootstrap_f1(y: np.ndarray, pred: np.ndarray, samples: int, confidence: float,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """F1 of predictions and its bootstrap interval (resampling rows = resampling the confusion counts)."""
+    y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
+    counts = np.array([(y & pred).sum(), (~y & pred).sum(), (y & ~pred).sum(), (~y & ~pred).sum()])
+    f1 = float(f1_from_counts(*counts[:3]))
+    draws = np.random.default_rng(seed).multinomial(len(y), counts / len(y), size=samples)
+    boot = f1_from_counts(draws[:, 0], draws[:, 1], draws[:, 2])
+    alpha = (1 - confidence) / 2
+    return f1, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
+
+
+def threshold(rule: str, deployed: float, past: list[float], min_history: int) -> tuple[str, float, str]:
+    """The score below which the new score means drift, for a rule; falls back to raw without enough history."""
+    if rule != "raw" and len(past) < min_history:
+        return "raw", deployed, (f"rule {rule} needs {min_history} past scores, history has {len(past)}: "
+                                 f"using raw")
+    if rule == "parametric":
+        a = np.asarray(past)
+        return rule, float(a.mean() - 2 * a.std(ddof=1)), f"mean - 2 std of {len(past)} past scores"
+    if rule == "nonparametric":
+        q1, q3 = np.quantile(past, [0.25, 0.75])
+        return rule, float(q1 - 1.5 * (q3 - q1)), f"Q1 - 1.5 IQR of {len(past)} past scores"
+    return "raw", deployed, "the deployed score"
+
+
+def model_drift(y: np.ndarray, pred: np.ndarray, deployed: float, past: list[float],
+                t: dict[str, Any]) -> dict[str, Any]:
+    """Verdict drift / no-drift / insufficient-data for the deployed model's predictions on new rows."""
+    n, positives = int(len(y)), int(np.sum(y))
+    if n < t["min_new_rows"] or positives < t["min_new_positives"]:
+        return {"verdict": "insufficient-data", "rule": t["rule"], "new_rows": n, "deployed_score": deployed,
+                "reason": f"{n} new rows with {positives} exits; a check needs at least {t['min_new_rows']} rows "
+                          f"and {t['min_new_positives']} exits (they count toward the next check)"}
+    rule, limit, how = threshold(t["rule"], deployed, past, t["min_history"])
+    f1, lo, hi = bootstrap_f1(y, pred, t["bootstrap_samples"], t["confidence"])
+    base = {"rule": rule, "new_rows": n, "new_score": f1, "ci_low": lo, "ci_high": hi, "deployed_score": deployed,
+            "threshold": limit}
+    interval = f"F1 {f1:.3f} on {n:,} new rows ({t['confidence']:.0%} interval {lo:.3f}-{hi:.3f})"
+    if hi < limit and limit - f1 >= t["min_margin"]:
+        return {**base, "verdict": "drift",
+                "reason": f"{interval} is below {limit:.3f} ({how}) by more than noise and the "
+                          f"{t['min_margin']:.3f} margin"}
+    why = "within noise of" if hi >= limit else "less than the margin below"
+    if f1 >= limit:
+        why = "not below"
+    return {**base, "verdict": "no-drift", "reason": f"{interval} is {why} {limit:.3f} ({how})"}

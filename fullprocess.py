@@ -1,0 +1,277 @@
+"""The cron entry: new data -> drift check -> retrain and redeploy when needed -> refresh outputs -> history.
+
+    python fullprocess.py              # what cron runs every 10 minutes (see cronjob.txt)
+    python fullprocess.py --dry-run    # say what it would do; change nothing
+    python fullprocess.py --force      # retrain and deploy whatever the drift check says
+
+1. Takes a lock; if another run holds it, says so and exits 0 (overlapping cron ticks are normal).
+2. Looks for new data: files whose size or mtime changed are hashed and compared with the ingestion record.
+   None, and a release is deployed: records the tick and exits, without importing pandas or scikit-learn.
+3. Ingests. Nothing deployed yet: trains, scores and deploys from whatever data exists (bootstrap).
+4. Checks the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's
+   rule, a bootstrap interval and a minimum margin; "insufficient-data" keeps the rows for the next check), and
+   data drift per feature against the release's reference profile.
+5. On model drift (or data drift, if the config says so, or --force) trains a challenger, scores it, and deploys
+   it only if it is not worse than the deployed model on the same test data (deployment.promotion_tolerance).
+6. Refreshes diagnostics, the report and the API answers when those steps exist; their failure is logged only.
+7. Records the run, every step's timing, the drift check and each decision with its reason in the history store.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+# Only light modules here: the no-new-data tick runs every 10 minutes and must stay as cheap as `python -c pass`.
+# The heavy steps (pandas, scikit-learn) are imported in run_pipeline(), after new data has been found.
+import cli
+import deployment
+import history
+from atomicio import LockBusy, file_lock
+from config import display_path
+from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, new_files, read_record
+
+log = logging.getLogger("fullprocess")
+
+LOCK_FILE = ".fullprocess.lock"
+STEP_LOGS = ("fullprocess", "ingestion", "training", "scoring", "deployment", "history")
+OUTPUT_STEPS = ("diagnostics", "reporting", "apicalls")  # each module offers refresh(cfg) -> dict
+ROOT = Path(__file__).resolve().parent
+
+
+def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False) -> dict[str, Any]:
+    """One tick of the automated process under the lock; returns what was found, decided and why."""
+    cli.setup_logging(cfg, *STEP_LOGS)
+    run = {"started": history.now_iso(), "t0": time.monotonic(), "steps": [], "decisions": [], "scores": [],
+           "check": None, "dry_run": dry_run}
+    out = cfg["output_folder_path"]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with file_lock(out / LOCK_FILE):
+            result = _tick(cfg, run, dry_run, force)
+    except LockBusy:
+        log.info("another fullprocess run holds %s: nothing to do", out / LOCK_FILE)
+        result = {"outcome": "busy", "line": "another fullprocess run is in progress; this tick does nothing"}
+    except cli.StepError as e:
+        log.error("%s", e)
+        result = {"outcome": "failed", "line": f"failed: {e}", "error": str(e)}
+    if not dry_run:
+        history.safely(cfg, "the fullprocess run", _record, run, result)
+    if result["outcome"] == "failed":
+        raise cli.StepError(result["line"])
+    return result
+
+
+def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) -> dict[str, Any]:
+    """Steps 2 to 6 once the lock is held."""
+    out = cfg["output_folder_path"]
+    ingested = read_record(out / INGESTED_FILE, INGESTED_FIELDS)
+    rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
+    found = new_files(cfg["input_folder_path"], cfg["input_file_extension"], cfg["root"], ingested, rejected)
+    release = deployment.current_release(cfg)
+    if not found and release is not None and not force:
+        line = (f"no new data in {display_path(cfg, cfg['input_folder_path'])} ({len(ingested)} files ingested"
+                f"{f', {len(rejected)} rejected' if rejected else ''}); release {release['version']} stays")
+        log.info("%s", line)
+        return {"outcome": "no-new-data", "line": line, "release": release["version"]}
+    names = [display_path(cfg, p) for p in found]
+    log.info("new data: %s", ", ".join(names) or "none (forced run)")
+    if dry_run:
+        return dry_run_plan(cfg, found, release, force)
+    return run_pipeline(cfg, run, release, force, names)
+
+
+def _step(run: dict[str, Any], name: str, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run one step, remembering its timing and result for the history (failures too)."""
+    started, t0 = history.now_iso(), time.monotonic()
+    entry = {"step": name, "started": started, "outcome": "ok", "details": {}}
+    run["steps"].append(entry)
+    try:
+        entry["details"] = fn(*args)
+        return entry["details"]
+    except Exception as e:
+        entry["outcome"] = "failed"
+        entry["details"] = {"error": f"{type(e).__name__}: {e}"}
+        if not isinstance(e, cli.StepError):
+            logging.getLogger(name).exception("failed inside fullprocess")
+        raise cli.StepError(f"{name} failed: {e}") from None
+    finally:
+        entry["ended"], entry["seconds"] = history.now_iso(), time.monotonic() - t0
+
+
+def _decide(run: dict[str, Any], decision: str, reason: str) -> None:
+    """Remember a decision and log it."""
+    run["decisions"].append({"decision": decision, "reason": reason})
+    log.info("decision %s: %s", decision, reason)
+
+
+def run_pipeline(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, Any] | None, force: bool,
+                 names: list[str]) -> dict[str, Any]:
+    """Ingest, check drift, retrain and deploy when warranted, refresh outputs (the heavy path)."""
+    import ingestion
+    import scoring
+    import training
+    ing = _step(run, "ingestion", ingestion.ingest, cfg)
+    parts = [ingestion.summary(ing)]
+    size = (cfg["output_folder_path"] / ingestion.FINALDATA_FILE).stat().st_size
+    if release is None:
+        _decide(run, "bootstrap", "nothing is deployed: training and deploying from the ingested data")
+        _step(run, "training", training.train, cfg)
+        trained = _step(run, "scoring", scoring.score, cfg)
+        dep = _step(run, "deployment", deployment.deploy, cfg)
+        run["check"] = {"rule": cfg["drift"]["rule"], "new_rows": 0, "verdict": "bootstrap",
+                        "reason": "first release", "data_end_bytes": size, "release": dep["version"]}
+        parts.append(f"bootstrap: deployed release {dep['version']} (F1 {trained['f1']:.3f})")
+        changed = True
+    else:
+        check = drift_check(cfg, release, size)
+        run["check"] = check
+        parts.append(f"model drift: {check['verdict']} ({check['reason']})")
+        if check.get("data_verdict"):
+            parts.append(f"data drift: {check['data_verdict']}" + _drifting(check))
+        want = _retrain_reason(cfg, check, force)
+        if want:
+            _decide(run, "retrain", want)
+            parts.append(_challenge(cfg, run, release, force))
+        else:
+            _decide(run, "keep", f"release {release['version']} stays: {check['reason']}")
+            parts.append(f"release {release['version']} stays")
+        changed = bool(ing["ingested_files"]) or bool(want)
+    if changed:
+        run["outputs"] = refresh_outputs(cfg)
+    return {"outcome": "ok", "line": "; ".join(parts), "new_files": names, "ingestion": ing,
+            "check": run["check"], "decisions": run["decisions"]}
+
+
+def _drifting(check: dict[str, Any]) -> str:
+    """The features named after a data-drift verdict, e.g. " (lastyear_activity PSI 1.92)"."""
+    bad = [f for f in check.get("features", []) if f["verdict"] != "OK"]
+    named = ", ".join(f"{f['feature']} PSI {f['psi']:.2f} KS {f['ks']:.2f}" for f in bad)
+    return f" ({named})" if bad else ""
+
+
+def _retrain_reason(cfg: dict[str, Any], check: dict[str, Any], force: bool) -> str:
+    """Why to retrain now, or "" to keep the release."""
+    if force:
+        return "--force"
+    if check["verdict"] == "drift":
+        return f"model drift: {check['reason']}"
+    if cfg["drift"]["retrain_on_data_drift"] and check.get("data_verdict") == "DRIFT":
+        return "data drift (drift.retrain_on_data_drift is on)" + _drifting(check)
+    return ""
+
+
+def drift_check(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, Any]:
+    """Model and data drift of the deployed release on the rows ingested since the last conclusive check."""
+    import drift
+    import ingestion
+    model, manifest = deployment.load_deployed_model(cfg)
+    # New rows: those after both the last conclusive check and the data the deployed model was trained on.
+    start = max(history.safely(cfg, "(reading) the last check", history.checked_up_to) or 0,
+                int(manifest["model"].get("data_bytes", 0)))
+    start = start if start <= size else 0
+    new = ingestion.read_finaldata_since(cfg, start)
+    target = cfg["target_column"]
+    y = new[target].to_numpy()
+    pred = model.predict(new[cfg["feature_columns"]]) if len(new) else y
+    past = history.safely(cfg, "(reading) past scores", history.past_new_scores, release["version"]) or []
+    check = drift.model_drift(y, pred, float(manifest["scores"]["f1"]), past, cfg["drift"])
+    profile = json.loads((Path(manifest["folder"]) / "reference_profile.json").read_text(encoding="utf-8"))
+    data = drift.data_drift(profile, new, cfg["feature_columns"], cfg["drift"])
+    return {**check, "release": release["version"], "data_verdict": data["verdict"], "features": data["features"],
+            "data_start_bytes": start, "data_end_bytes": size}
+
+
+def _challenge(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, Any], force: bool) -> str:
+    """Train and score a challenger; deploy it if it passes the promotion gate. Returns the summary part."""
+    import scoring
+    import training
+    _step(run, "training", training.train, cfg)
+    challenger = _step(run, "scoring", scoring.score, cfg)
+    model, manifest = deployment.load_deployed_model(cfg)
+    deployed = scoring.metrics(model, scoring.read_test_data(cfg), cfg)  # same evaluation data as the challenger
+    run["scores"] += [("challenger", challenger, None), ("deployed", deployed, release["version"])]
+    tolerance = cfg["deployment"]["promotion_tolerance"]
+    margin = f"challenger F1 {challenger['f1']:.3f} vs deployed {deployed['f1']:.3f} on the test data"
+    if challenger["f1"] + 1e-12 < deployed["f1"] - tolerance and not force:
+        _decide(run, "reject-challenger", f"{margin}: worse by more than the {tolerance:.3f} tolerance; "
+                                          f"release {release['version']} stays")
+        return f"{margin}: challenger rejected, release {release['version']} stays"
+    dep = _step(run, "deployment", deployment.deploy, cfg)
+    _decide(run, "deploy", f"{margin}{' (forced)' if force else ''}: deployed release {dep['version']}")
+    return f"{margin}: deployed release {dep['version']}"
+
+
+def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run diagnostics, reporting and apicalls when they exist; a failure is logged, never fatal."""
+    done: dict[str, Any] = {}
+    for name in OUTPUT_STEPS:
+        if not (ROOT / f"{name}.py").exists():
+            log.info("%s.py not present: skipped", name)
+            continue
+        try:
+            done[name] = importlib.import_module(name).refresh(cfg)
+        except Exception as e:  # outputs are secondary: a deployment that succeeded stays deployed
+            log.warning("%s failed (the release is unaffected): %s: %s", name, type(e).__name__, e)
+            done[name] = {"error": f"{type(e).__name__}: {e}"}
+    return done
+
+
+def dry_run_plan(cfg: dict[str, Any], found: list[Path], release: dict[str, Any] | None,
+                 force: bool) -> dict[str, Any]:
+    """What a real run would do now, computed without writing anything."""
+    from datacontract import DataError, parse_csv
+    import pandas as pd
+    frames, plan = [], []
+    for p in found:
+        try:
+            frames.append(parse_csv(p.read_bytes(), cfg, display_path(cfg, p)))
+            plan.append(f"would ingest {display_path(cfg, p)}")
+        except (DataError, OSError) as e:
+            plan.append(f"would reject {e}")
+    if release is None:
+        plan.append("would bootstrap: train, score and deploy the first release")
+        return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan}
+    import drift
+    new = pd.concat(frames, ignore_index=True) if frames else None
+    if new is not None and len(new):
+        model, manifest = deployment.load_deployed_model(cfg)
+        past = history.safely(cfg, "(reading) past scores", history.past_new_scores, release["version"]) or []
+        check = drift.model_drift(new[cfg["target_column"]].to_numpy(), model.predict(new[cfg["feature_columns"]]),
+                                  float(manifest["scores"]["f1"]), past, cfg["drift"])
+        plan.append(f"model drift on the new files alone: {check['verdict']} ({check['reason']})")
+        want = _retrain_reason(cfg, check, force)
+    else:
+        want = _retrain_reason(cfg, {"verdict": "no-drift"}, force)
+    plan.append(f"would retrain ({want}) and deploy if the challenger passes the gate" if want
+                else f"would keep release {release['version']}")
+    return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan}
+
+
+def _record(db: Any, run: dict[str, Any], result: dict[str, Any]) -> None:
+    """Write the tick, its steps, drift check, scores and decisions to the history store."""
+    seconds = time.monotonic() - run["t0"]
+    details = {k: v for k, v in result.items() if k != "line"}
+    run_id = history.record_run(db, "fullprocess", run["started"], history.now_iso(), seconds, result["outcome"],
+                                result["line"], details)
+    for s in run["steps"]:
+        history.record_run(db, s["step"], s["started"], s["ended"], s["seconds"], s["outcome"],
+                           "", s["details"], parent_id=run_id)
+    if run["check"]:
+        history.record_drift_check(db, run_id, run["check"])
+    for role, metrics, release in run["scores"]:
+        history.record_score(db, run_id, role, metrics, release)
+    for d in run["decisions"]:
+        history.record_decision(db, run_id, d["decision"], d["reason"])
+
+
+if __name__ == "__main__":
+    parser = cli.parser(__doc__)
+    parser.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
+    parser.add_argument("--force", action="store_true", help="retrain and deploy regardless of drift")
+    args = parser.parse_args()
+    cli.run("fullprocess", args, lambda cfg: fullprocess(cfg, args.dry_run, args.force),
+            lambda r: r["line"], record=False)

@@ -1,0 +1,143 @@
+"""The history store: one SQLite file (WAL mode) remembering every run of every step, for decisions and trends.
+
+    with connect(cfg) as db:                      # creates or upgrades the schema (schema.sql)
+        run_id = record_run(db, "ingestion", started, ended, "ok", line, result)
+
+The schema lives in schema.sql; PRAGMA user_version numbers it, and MIGRATIONS upgrades older files in place.
+Only the standard library is used, so the cron tick with no new data can record itself cheaply.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger("history")
+
+SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
+SCHEMA_VERSION = 1
+# version -> SQL that upgrades a file of the previous version (version 1 is schema.sql itself).
+MIGRATIONS: dict[int, str] = {}
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def connect(cfg: dict[str, Any]) -> Iterator[sqlite3.Connection]:
+    """An open, schema-checked connection that commits on success and always closes."""
+    path = Path(cfg["history_path"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        _migrate(db)
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Create the schema in a new file, or upgrade an older one step by step."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"history file has schema version {version}, newer than this code's "
+                                    f"{SCHEMA_VERSION}; upgrade the code")
+    with db:
+        if version == 0:
+            db.executescript(SCHEMA_FILE.read_text(encoding="utf-8"))
+            version = 1
+        while version < SCHEMA_VERSION:
+            version += 1
+            db.executescript(MIGRATIONS[version])
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def record_run(db: sqlite3.Connection, step: str, started: str, ended: str, seconds: float, outcome: str,
+               summary: str, details: dict[str, Any], parent_id: int | None = None) -> int:
+    """Insert one step run, with the files, score or release its result describes; returns its id."""
+    cur = db.execute(
+        "INSERT INTO runs(step, parent_id, started_at, ended_at, seconds, outcome, summary, details) "
+        "VALUES (?,?,?,?,?,?,?,?)",
+        (step, parent_id, started, ended, round(seconds, 4), outcome, summary, json.dumps(details, default=str)))
+    run_id = int(cur.lastrowid)
+    for f in details.get("ingested_files", []):
+        db.execute("INSERT INTO files(run_id, name, status, rows_read, rows_added) VALUES (?,?,?,?,?)",
+                   (run_id, f["name"], "ingested", f["rows_read"], f["rows_added"]))
+    for f in details.get("rejected_files", []):
+        db.execute("INSERT INTO files(run_id, name, status, reason) VALUES (?,?,?,?)",
+                   (run_id, f["name"], "rejected", f["reason"]))
+    if step == "scoring" and "f1" in details:
+        record_score(db, run_id, "trained", details)
+    if step == "deployment" and "version" in details:
+        db.execute("INSERT INTO releases(run_id, version, action, model_sha256, f1, at) VALUES (?,?,?,?,?,?)",
+                   (run_id, details["version"], details.get("action", "deploy"), details.get("model_sha256"),
+                    details.get("f1"), ended))
+    return run_id
+
+
+def record_score(db: sqlite3.Connection, run_id: int, role: str, m: dict[str, Any],
+                 release: int | None = None) -> None:
+    """Insert the metrics of one model on one data set."""
+    db.execute("INSERT INTO scores(run_id, role, release, model_sha256, f1, precision, recall, accuracy, roc_auc, "
+               "rows) VALUES (?,?,?,?,?,?,?,?,?,?)",
+               (run_id, role, release, m.get("model_sha256"), m.get("f1"), m.get("precision"), m.get("recall"),
+                m.get("accuracy"), m.get("roc_auc"), m.get("rows")))
+
+
+def record_decision(db: sqlite3.Connection, run_id: int, decision: str, reason: str) -> None:
+    """Insert what a run decided and why."""
+    db.execute("INSERT INTO decisions(run_id, decision, reason) VALUES (?,?,?)", (run_id, decision, reason))
+
+
+def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any]) -> int:
+    """Insert a drift check and its per-feature figures; returns the check's id."""
+    cur = db.execute(
+        "INSERT INTO drift_checks(run_id, release, rule, new_rows, new_score, ci_low, ci_high, deployed_score, "
+        "threshold, verdict, reason, data_verdict, data_end_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, check.get("release"), check["rule"], check["new_rows"], check.get("new_score"),
+         check.get("ci_low"), check.get("ci_high"), check.get("deployed_score"), check.get("threshold"),
+         check["verdict"], check["reason"], check.get("data_verdict"), check["data_end_bytes"]))
+    check_id = int(cur.lastrowid)
+    for f in check.get("features", []):
+        db.execute("INSERT INTO feature_drift(check_id, feature, psi, psi_floor, ks, ks_pvalue, missing_rate, "
+                   "verdict) VALUES (?,?,?,?,?,?,?,?)",
+                   (check_id, f["feature"], f.get("psi"), f.get("psi_floor"), f.get("ks"), f.get("ks_pvalue"),
+                    f.get("missing_rate"), f["verdict"]))
+    return check_id
+
+
+def checked_up_to(db: sqlite3.Connection) -> int:
+    """The finaldata.csv byte offset up to which rows have been drift-checked (0 before any check)."""
+    row = db.execute("SELECT data_end_bytes FROM drift_checks WHERE verdict != 'insufficient-data' "
+                     "ORDER BY id DESC LIMIT 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def past_new_scores(db: sqlite3.Connection, release: int) -> list[float]:
+    """Scores of a release's model on earlier batches of new data (conclusive checks only), oldest first."""
+    rows = db.execute("SELECT new_score FROM drift_checks WHERE release = ? AND new_score IS NOT NULL "
+                      "AND verdict IN ('drift', 'no-drift') ORDER BY id", (release,)).fetchall()
+    return [float(r[0]) for r in rows]
+
+
+def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
+    """Run fn(db, *args) in a history transaction; a broken history is logged, never fatal to the step."""
+    try:
+        with connect(cfg) as db:
+            return fn(db, *args)
+    except (sqlite3.Error, OSError) as e:
+        log.warning("history store %s: could not record %s (%s)", cfg["history_path"], what, e)
+        return None
