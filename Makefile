@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test cron-install cron-remove clean-artifacts
+.PHONY: run test serve stop cron-install cron-remove clean-artifacts
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,31 @@ run: $(STAMP)
 	$(PY) fullprocess.py --config config.practice.json
 	$(PY) fullprocess.py
 	$(PY) deployment.py --list
+	$(MAKE) --no-print-directory serve
+	$(PY) apicalls.py
+	@echo "The API is serving. Try:"
+	@echo "  curl -s $(API_URL)health"
+	@echo "  curl -s $(API_URL)scoring"
+	@echo "  curl -s -X POST -H 'Content-Type: application/json' -d '{\"filepath\": \"testdata/testdata.csv\"}' $(API_URL)prediction"
+	@echo "  curl -s $(API_URL)summarystats"
+	@echo "  curl -s $(API_URL)diagnostics"
+	@echo "Stop it with: make stop"
+
+API_URL = $(shell $(PY) -c "from config import load_config; print(load_config()['url'])" 2>/dev/null)
+PIDFILE := logs/gunicorn.pid
+
+# gunicorn in the background, settings from gunicorn.conf.py (bind, workers, logs under logs/).
+serve: $(STAMP)
+	@mkdir -p logs
+	@if [ -f $(PIDFILE) ] && kill -0 $$(cat $(PIDFILE)) 2>/dev/null; then echo "API already running (pid $$(cat $(PIDFILE)))"; \
+	else $(VENV)/bin/gunicorn -c gunicorn.conf.py --daemon --pid $(PIDFILE) wsgi:app && \
+	  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+	    $(PY) -c "import requests,sys; requests.get('$(API_URL)health', timeout=1)" 2>/dev/null && break; sleep 0.5; done; \
+	  echo "API serving at $(API_URL) (pid $$(cat $(PIDFILE)), logs in logs/)"; fi
+
+stop:
+	@if [ -f $(PIDFILE) ] && kill $$(cat $(PIDFILE)) 2>/dev/null; then echo "API stopped"; else echo "API was not running"; fi
+	@rm -f $(PIDFILE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

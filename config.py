@@ -52,6 +52,16 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "deployment.releases_kept": (5, int, "", "releases kept in prod_deployment_path (at least 2)"),
     "deployment.promotion_tolerance": (0.0, float, "", "a challenger may score this much below the deployed "
                                                             "model on the test data and still be deployed"),
+    "api.host": ("127.0.0.1", str, "", "address gunicorn binds to (loopback unless you mean it)"),
+    "api.port": (8000, int, "", "port gunicorn binds to"),
+    "api.workers": (0, int, "", "gunicorn workers; 0 = one per CPU core"),
+    "api.timeout": (30, int, "", "seconds a worker may spend on one request"),
+    "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
+    "api.max_body_bytes": (16_000_000, int, "", "largest request body accepted"),
+    "api.token_env": ("RISK_API_TOKEN", str, "", "environment variable holding the bearer token (unset = no token)"),
+    "api.request_timeout": (10.0, float, "", "seconds apicalls.py waits for each answer"),
+    "diagnostics.pip_timeout": (5.0, float, "", "seconds to wait for pip's index when looking up latest versions"),
+    "diagnostics.cache_hours": (24.0, float, "", "how long looked-up latest versions are reused"),
     "log.max_bytes": (1_000_000, int, "", "a log file is rotated past this size"),
     "log.backups": (3, int, "", "rotated log files kept per step"),
 }

@@ -56,6 +56,26 @@ def parse_csv(data: bytes, cfg: dict[str, Any], source: str, require_target: boo
     return _typed(raw, cfg, source, require_target)
 
 
+def typed_frame(raw: pd.DataFrame, cfg: dict[str, Any], source: str, require_target: bool = True) -> pd.DataFrame:
+    """Check a frame of cells from elsewhere (JSON, say) against the contract, exactly like a parsed file."""
+    if len(raw) == 0:
+        raise DataError(f"{source}: no rows")
+    header = [str(c).strip() for c in raw.columns]
+    _check_header(header, cfg, source, require_target)
+    raw = raw.set_axis(header, axis=1)
+    cells = pd.DataFrame({c: raw[c].map(_cell).astype(str) for c in columns(cfg) if c in header})
+    return _typed(cells, cfg, source, require_target)
+
+
+def _cell(v: Any) -> str:
+    """One JSON value as the text a CSV cell would hold (null = empty, true/false stay words)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
 def _decode(data: bytes, source: str) -> str:
     """UTF-8 text of a file, or a DataError that says what the bytes look like instead."""
     if not data.strip():

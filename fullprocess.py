@@ -7,6 +7,7 @@
 1. Takes a lock; if another run holds it, says so and exits 0 (overlapping cron ticks are normal).
 2. Looks for new data: files whose size or mtime changed are hashed and compared with the ingestion record.
    None, and a release is deployed: records the tick and exits, without importing pandas or scikit-learn.
+   (Rows ingested by a run killed before its drift check are not "new" files, but are checked by the next run.)
 3. Ingests. Nothing deployed yet: trains, scores and deploys from whatever data exists (bootstrap).
 4. Checks the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's
    rule, a bootstrap interval and a minimum margin; "insufficient-data" keeps the rows for the next check), and
@@ -33,10 +34,12 @@ import history
 from atomicio import LockBusy, file_lock
 from config import display_path
 from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, new_files, read_record
+from modelstore import ModelError
 
 log = logging.getLogger("fullprocess")
 
 LOCK_FILE = ".fullprocess.lock"
+FINALDATA_FILE = "finaldata.csv"  # ingestion.FINALDATA_FILE, named here so the light path need not import pandas
 STEP_LOGS = ("fullprocess", "ingestion", "training", "scoring", "deployment", "history")
 OUTPUT_STEPS = ("diagnostics", "reporting", "apicalls")  # each module offers refresh(cfg) -> dict
 ROOT = Path(__file__).resolve().parent
@@ -72,16 +75,42 @@ def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) 
     rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
     found = new_files(cfg["input_folder_path"], cfg["input_file_extension"], cfg["root"], ingested, rejected)
     release = deployment.current_release(cfg)
-    if not found and release is not None and not force:
+    unchecked = _unchecked_bytes(cfg, release) if not found and release is not None else 0
+    if not found and release is not None and not force and not unchecked:
         line = (f"no new data in {display_path(cfg, cfg['input_folder_path'])} ({len(ingested)} files ingested"
                 f"{f', {len(rejected)} rejected' if rejected else ''}); release {release['version']} stays")
         log.info("%s", line)
         return {"outcome": "no-new-data", "line": line, "release": release["version"]}
     names = [display_path(cfg, p) for p in found]
-    log.info("new data: %s", ", ".join(names) or "none (forced run)")
+    if unchecked and not found:
+        log.warning("%d bytes of ingested rows were never drift-checked (a run killed after ingestion?)",
+                    unchecked)
+    else:
+        log.info("new data: %s", ", ".join(names) or "none (forced run)")
     if dry_run:
-        return dry_run_plan(cfg, found, release, force)
+        return dry_run_plan(cfg, found, release, force, unchecked)
     return run_pipeline(cfg, run, release, force, names)
+
+
+def _unchecked_bytes(cfg: dict[str, Any], release: dict[str, Any]) -> int:
+    """Bytes of finaldata.csv that were ingested but never drift-checked nor trained on: a run killed between
+    ingestion and its record. Those files are no longer "new", so without this the work would never be done."""
+    try:
+        size = (cfg["output_folder_path"] / FINALDATA_FILE).stat().st_size
+    except OSError:
+        return 0
+    checked = history.safely(cfg, "(reading) the last check", history.last_check_end)
+    if checked is None:  # history unreadable: do not turn every tick into a heavy run
+        return 0
+    return max(0, size - max(checked, int(release.get("model", {}).get("data_bytes", 0))))
+
+
+def _deployed_model(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The deployed model and its manifest; one that fails its hash check stops the run with one clear line."""
+    try:
+        return deployment.load_deployed_model(cfg)
+    except ModelError as e:
+        raise cli.StepError(f"the deployed model cannot be used: {e}") from None
 
 
 def _step(run: dict[str, Any], name: str, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -168,7 +197,7 @@ def drift_check(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict
     """Model and data drift of the deployed release on the rows ingested since the last conclusive check."""
     import drift
     import ingestion
-    model, manifest = deployment.load_deployed_model(cfg)
+    model, manifest = _deployed_model(cfg)
     # New rows: those after both the last conclusive check and the data the deployed model was trained on.
     start = max(history.safely(cfg, "(reading) the last check", history.checked_up_to) or 0,
                 int(manifest["model"].get("data_bytes", 0)))
@@ -191,7 +220,7 @@ def _challenge(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, Any]
     import training
     _step(run, "training", training.train, cfg)
     challenger = _step(run, "scoring", scoring.score, cfg)
-    model, manifest = deployment.load_deployed_model(cfg)
+    model, manifest = _deployed_model(cfg)
     deployed = scoring.metrics(model, scoring.read_test_data(cfg), cfg)  # same evaluation data as the challenger
     run["scores"] += [("challenger", challenger, None), ("deployed", deployed, release["version"])]
     tolerance = cfg["deployment"]["promotion_tolerance"]
@@ -221,7 +250,7 @@ def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def dry_run_plan(cfg: dict[str, Any], found: list[Path], release: dict[str, Any] | None,
-                 force: bool) -> dict[str, Any]:
+                 force: bool, unchecked: int = 0) -> dict[str, Any]:
     """What a real run would do now, computed without writing anything."""
     from datacontract import DataError, parse_csv
     import pandas as pd
@@ -235,14 +264,22 @@ def dry_run_plan(cfg: dict[str, Any], found: list[Path], release: dict[str, Any]
     if release is None:
         plan.append("would bootstrap: train, score and deploy the first release")
         return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan}
+    if unchecked and not found:
+        plan.append(f"would check drift on {unchecked:,} bytes of ingested rows that were never checked "
+                    f"(a run killed after ingestion?)")
     import drift
     new = pd.concat(frames, ignore_index=True) if frames else None
+    if unchecked and not found:
+        import ingestion
+        size = (cfg["output_folder_path"] / FINALDATA_FILE).stat().st_size
+        new = ingestion.read_finaldata_since(cfg, size - unchecked)
     if new is not None and len(new):
-        model, manifest = deployment.load_deployed_model(cfg)
+        model, manifest = _deployed_model(cfg)
         past = history.safely(cfg, "(reading) past scores", history.past_new_scores, release["version"]) or []
         check = drift.model_drift(new[cfg["target_column"]].to_numpy(), model.predict(new[cfg["feature_columns"]]),
                                   float(manifest["scores"]["f1"]), past, cfg["drift"])
-        plan.append(f"model drift on the new files alone: {check['verdict']} ({check['reason']})")
+        which = "the unchecked rows" if unchecked and not found else "the new files alone"
+        plan.append(f"model drift on {which}: {check['verdict']} ({check['reason']})")
         want = _retrain_reason(cfg, check, force)
     else:
         want = _retrain_reason(cfg, {"verdict": "no-drift"}, force)

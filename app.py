@@ -1,0 +1,329 @@
+"""The HTTP API: predictions and health figures of the deployed release, as JSON.
+
+    gunicorn -c gunicorn.conf.py wsgi:app            # production (make serve)
+    flask --app "app:create_app()" run               # development server
+
+Endpoints (openapi.json describes them; GET /openapi.json serves it):
+    POST /prediction   MLflow-style JSON (dataframe_split, dataframe_records, instances, inputs), {"records": [...]},
+                       {"filepath": "testdata/testdata.csv"} (or file_path, data_file, data_path), or a CSV body
+    GET  /prediction?filepath=...
+    GET  /scoring      the deployed model's F1, precision, recall, accuracy, ROC AUC on the test data
+    GET  /summarystats summary statistics of the ingested data
+    GET  /diagnostics  timings, missing data, dependency table, latest drift check
+    GET  /health       liveness and the deployed release
+
+A file path is resolved only inside the configured data folders. Client mistakes get 4xx with {"error": ...}.
+The deployed model is loaded once per worker and loaded again when `current` points at another release (one
+readlink per request); a request uses one release's model and manifest throughout. Set the environment variable
+named by api.token_env to require `Authorization: Bearer <token>` on every endpoint.
+"""
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+import deployment
+import diagnostics
+from config import DEFAULT_CONFIG, load_config
+from datacontract import DataError, parse_csv, typed_frame
+from ingestion import FINALDATA_FILE, read_finaldata
+from modelstore import ModelError, load_model
+
+log = logging.getLogger("api")
+
+OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
+PATH_KEYS = ("filepath", "file_path", "data_file", "data_path")
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+class ClientError(Exception):
+    """A request the client must fix: status code and one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(config_path: str | Path | None = None) -> Flask:
+    """Build the Flask app for one config (default: $RISK_CONFIG, else config.json beside the scripts)."""
+    cfg = load_config(config_path or os.environ.get("RISK_CONFIG") or DEFAULT_CONFIG)
+    app = Flask(__name__)
+    app.config["RISK"] = cfg
+    app.config["MAX_CONTENT_LENGTH"] = cfg["api"]["max_body_bytes"]
+    app.json.sort_keys = False
+    state = {"lock": threading.Lock(), "folder": None, "model": None, "manifest": None, "cache": {}}
+    token = os.environ.get(cfg["api"]["token_env"]) or None
+    if token is None and cfg["api"]["host"] not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("API bound to %s without a bearer token: anyone who can reach it can use it; set %s",
+                    cfg["api"]["host"], cfg["api"]["token_env"])
+
+    @app.before_request
+    def check_token() -> Any:
+        """Refuse requests without the bearer token when one is set."""
+        if token is None:
+            return None
+        sent = request.headers.get("Authorization", "")
+        if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), token.encode())):
+            return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        return None
+
+    @app.errorhandler(ClientError)
+    def client_error(e: ClientError) -> Response:
+        return _error(e.status, str(e))
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Response:
+        if e.code == 413:
+            return _error(413, f"request body larger than the {cfg['api']['max_body_bytes']:,}-byte limit")
+        return _error(e.code or 500, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error; the server log has the details")
+
+    @app.route("/prediction", methods=["GET", "POST"])
+    def prediction() -> Response:
+        """Predictions and risk probabilities for the rows a request carries or names."""
+        df = _request_frame(cfg)
+        if len(df) > cfg["api"]["max_rows"]:
+            raise ClientError(413, f"{len(df):,} rows is more than the {cfg['api']['max_rows']:,}-row limit")
+        model, manifest = _deployed(cfg, state)
+        X = df[cfg["feature_columns"]]
+        proba = model.predict_proba(X)[:, 1]
+        out: dict[str, Any] = {"release": manifest["version"], "rows": len(df),
+                               "predictions": [int(p) for p in (proba > 0.5)],  # as model.predict
+                               "probabilities": [round(float(p), 6) for p in proba]}
+        if cfg["id_column"] in df:
+            out["ids"] = df[cfg["id_column"]].astype(str).tolist()
+        return jsonify(out)
+
+    @app.get("/scoring")
+    def scoring() -> Response:
+        """The deployed model's metrics on the test data (computed when the release was scored)."""
+        _, manifest = _deployed(cfg, state)
+        return jsonify({"release": manifest["version"], **manifest["scores"]})
+
+    @app.get("/summarystats")
+    def summarystats() -> Response:
+        """Summary statistics of the ingested data."""
+        stats, rows = _cached_stats(cfg, state)
+        return jsonify({"rows": rows, "columns": stats["summary_stats"]})
+
+    @app.get("/diagnostics")
+    def diagnostics_view() -> Response:
+        """Timings, missing data, dependency table and the latest drift check."""
+        stats, rows = _cached_stats(cfg, state)
+        saved = _saved_diagnostics(cfg)
+        deps = saved.get("dependencies") or {"packages": [], "note": "run diagnostics.py to look up versions"}
+        return jsonify({"rows": rows, "missing_data": stats["missing_data"], "timings": diagnostics.timings(cfg),
+                        "dependencies": deps, "drift": diagnostics.latest_drift(cfg)})
+
+    @app.get("/health")
+    def health() -> Response:
+        """Liveness and the deployed release."""
+        release = deployment.current_release(cfg)
+        return jsonify({"status": "ok", "release": release["version"] if release else None,
+                        "model_loaded": state["model"] is not None})
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        """The OpenAPI description of this API."""
+        return Response(OPENAPI_FILE.read_bytes(), mimetype="application/json")
+
+    return app
+
+
+def _error(status: int, message: str) -> Response:
+    """A JSON error answer."""
+    resp = jsonify({"error": message})
+    resp.status_code = status
+    return resp
+
+
+def _deployed(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The current release's model and manifest, loading it again only when `current` moved."""
+    folder = deployment.current_dir(cfg)
+    if folder is None:
+        raise ClientError(503, "no release is deployed yet; run fullprocess.py")
+    if folder != state["folder"]:
+        with state["lock"]:
+            if folder != state["folder"]:
+                try:
+                    manifest = {**deployment.read_manifest(folder), "folder": str(folder)}
+                    model, _ = load_model(folder / "trainedmodel.pkl",
+                                          expected_sha256=manifest["files"]["trainedmodel.pkl"])
+                except (ModelError, OSError, ValueError) as e:
+                    log.error("cannot load release %s: %s", folder, e)
+                    raise ClientError(503, f"the deployed release cannot be loaded: {e}") from None
+                state.update(folder=folder, model=model, manifest=manifest)
+                log.info("loaded release %s", manifest["version"])
+    return state["model"], state["manifest"]
+
+
+def _cached_stats(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Summary statistics and missing data of finaldata.csv, recomputed only when the file changes."""
+    path = cfg["output_folder_path"] / FINALDATA_FILE
+    try:
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns)
+    except FileNotFoundError:
+        key = None
+    cached = state["cache"].get("stats")
+    if cached and cached[0] == key:
+        return cached[1], cached[2]
+    with state["lock"]:
+        df = read_finaldata(cfg)
+        stats = {"summary_stats": diagnostics.summary_stats(df, cfg), "missing_data": diagnostics.missing_data(df)}
+        state["cache"]["stats"] = (key, stats, len(df))
+    return stats, len(df)
+
+
+def _saved_diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The diagnostics.json that diagnostics.py last wrote (empty if none)."""
+    try:
+        return json.loads((cfg["output_model_path"] / diagnostics.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _request_frame(cfg: dict[str, Any]) -> pd.DataFrame:
+    """The typed rows a prediction request carries or names; ClientError says what is wrong."""
+    if request.method == "GET":
+        return _file_frame(cfg, _path_arg(request.args))
+    ctype = (request.mimetype or "").lower()
+    body = request.get_data(cache=False)
+    if not body:
+        if _path_arg(request.args):
+            return _file_frame(cfg, _path_arg(request.args))
+        raise ClientError(400, "empty request body: send JSON, a CSV body, or ?filepath=")
+    if ctype in ("text/csv", "application/csv", "text/plain"):
+        return _checked(lambda: parse_csv(body, cfg, "request body", require_target=False))
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ClientError(400, f"malformed JSON body: {e}") from None
+    if isinstance(payload, dict) and _path_arg(payload):
+        return _file_frame(cfg, _path_arg(payload))
+    return _checked(lambda: typed_frame(_json_rows(payload, cfg), cfg, "request", require_target=False))
+
+
+def _path_arg(source: Any) -> str | None:
+    """The file path a request names under any accepted key."""
+    for key in PATH_KEYS:
+        value = source.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise ClientError(400, f"'{key}' must be a non-empty string path")
+            return value
+    return None
+
+
+def _checked(make: Any) -> pd.DataFrame:
+    """Run a frame builder, turning a broken data contract into a 400."""
+    try:
+        df = make()
+    except DataError as e:
+        raise ClientError(400, str(e)) from None
+    if len(df) == 0:
+        raise ClientError(400, "no rows to predict")
+    return df
+
+
+def allowed_folders(cfg: dict[str, Any]) -> list[Path]:
+    """The data folders a file path may point into."""
+    return [cfg["input_folder_path"], cfg["test_data_path"], cfg["output_folder_path"]]
+
+
+def resolve_data_path(cfg: dict[str, Any], value: str) -> Path:
+    """A client's file path resolved inside the data folders; ClientError 403 for anything outside."""
+    folders = [f.resolve() for f in allowed_folders(cfg)]
+    names = ", ".join(str(f.relative_to(cfg["root"])) if f.is_relative_to(cfg["root"]) else str(f) for f in folders)
+    if urlparse(value).scheme not in ("",) or "\x00" in value:
+        raise ClientError(403, f"only files inside the data folders ({names}) can be read, not URLs")
+    raw = Path(value)
+    candidates = [raw] if raw.is_absolute() else [cfg["root"] / raw, *(f / raw for f in folders)]
+    for c in candidates:
+        if not os.path.lexists(c):
+            continue
+        real = c.resolve()  # follows symlinks: a link pointing out of the folders is refused below
+        if not any(real.is_relative_to(f) for f in folders):
+            raise ClientError(403, f"'{value}' is outside the data folders ({names})")
+        if real.is_file():
+            return real
+        raise ClientError(404, f"'{value}' is not a file")
+    if not any(Path(os.path.normpath(c)).is_relative_to(f) for c in candidates for f in folders):
+        raise ClientError(403, f"'{value}' is outside the data folders ({names})")
+    raise ClientError(404, f"no file '{value}' in the data folders ({names})")
+
+
+def _file_frame(cfg: dict[str, Any], value: str | None) -> pd.DataFrame:
+    """The typed rows of a data file named by a client."""
+    if value is None:
+        raise ClientError(400, f"name a data file with one of {', '.join(PATH_KEYS)}")
+    path = resolve_data_path(cfg, value)
+    if path.stat().st_size > cfg["api"]["max_body_bytes"] * 16:
+        raise ClientError(413, f"'{value}' is too large to score in one request")
+    return _checked(lambda: parse_csv(path.read_bytes(), cfg, value, require_target=False))
+
+
+def _json_rows(payload: Any, cfg: dict[str, Any]) -> pd.DataFrame:
+    """Rows from the JSON shapes clients send (ours and MLflow's scoring server's) as a frame of cells."""
+    features = cfg["feature_columns"]
+    if isinstance(payload, list):
+        return _records(payload, "body")
+    if not isinstance(payload, dict):
+        raise ClientError(400, "JSON body must be an object or a list of records")
+    if "records" in payload:
+        return _records(payload["records"], "records")
+    if "dataframe_records" in payload:
+        return _records(payload["dataframe_records"], "dataframe_records")
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+            raise ClientError(400, "'dataframe_split' must be an object with 'columns' and 'data' lists")
+        columns = split.get("columns", features)
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise ClientError(400, "'dataframe_split.columns' must be a list of column names")
+        return _matrix(split["data"], columns, "dataframe_split.data")
+    for key in ("instances", "inputs"):
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, dict):
+                return _columns(value, key)
+            if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+                return _matrix(value, features, key)
+            return _records(value, key)
+    raise ClientError(400, f"JSON body needs one of: records, {', '.join(MLFLOW_KEYS)}, {', '.join(PATH_KEYS)}")
+
+
+def _records(rows: Any, where: str) -> pd.DataFrame:
+    """A list of {column: value} objects as a frame."""
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ClientError(400, f"'{where}' must be a list of objects (one per row)")
+    return pd.DataFrame.from_records(rows)
+
+
+def _matrix(rows: Any, columns: list[str], where: str) -> pd.DataFrame:
+    """A list of value lists, in the given column order, as a frame."""
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+        raise ClientError(400, f"'{where}' must be a list of rows of {len(columns)} values ({', '.join(columns)})")
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _columns(cols: dict[str, Any], where: str) -> pd.DataFrame:
+    """A {column: [values]} object as a frame."""
+    if not all(isinstance(v, list) for v in cols.values()) or len({len(v) for v in cols.values()}) > 1:
+        raise ClientError(400, f"'{where}' must map each column to a list of values of the same length")
+    return pd.DataFrame(cols)
