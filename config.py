@@ -62,6 +62,7 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.request_timeout": (10.0, float, "", "seconds apicalls.py waits for each answer"),
     "diagnostics.pip_timeout": (5.0, float, "", "seconds to wait for pip's index when looking up latest versions"),
     "diagnostics.cache_hours": (24.0, float, "", "how long looked-up latest versions are reused"),
+    "reporting.reports_kept": (10, int, "", "dated copies of the PDF report kept in report_folder_path"),
     "log.max_bytes": (1_000_000, int, "", "a log file is rotated past this size"),
     "log.backups": (3, int, "", "rotated log files kept per step"),
 }

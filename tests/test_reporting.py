@@ -1,0 +1,74 @@
+"""The PDF report: parsed back as text, every section and the current F1 present, pages rendered non-blank."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_script
+
+SECTIONS = ["Model quality on the test data", "Clients to call first", "Latest drift check",
+            "Trends over runs", "Summary statistics of the ingested data", "Missing data", "Step timings",
+            "Dependencies", "Ingested files", "Rejected files"]
+
+
+def need(tool: str) -> str:
+    """The path of a poppler tool; the test fails (not skips) without it: .ci/run installs poppler-utils."""
+    path = shutil.which(tool)
+    assert path, f"{tool} not found: install Debian's poppler-utils (.ci/run does)"
+    return path
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace where fullprocess bootstrapped, detected drift, redeployed and wrote the report."""
+    from conftest import ROOT, write_config
+    ws = tmp_path_factory.mktemp("report")
+    for folder in ("practicedata", "sourcedata", "testdata"):
+        shutil.copytree(ROOT / folder, ws / folder)
+    write_config(ws)
+    write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels")
+    (ws / "sourcedata" / "broken.csv").write_text("corporation,lastmonth_activity\nabc,1\n")
+    for config in ("config.practice.json", "config.json"):
+        p = run_script("fullprocess.py", ws, config=config, timeout=300)
+        assert p.returncode == 0, p.stderr
+    return ws
+
+
+def test_report_has_every_section_and_the_current_f1(reported: Path) -> None:
+    pdf = reported / "reports" / "report.pdf"
+    text = subprocess.run([need("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for section in SECTIONS:
+        assert section in text, section
+    f1 = json.loads((reported / "production_deployment" / "current" / "scores.json").read_text())["f1"]
+    assert f"{f1:.3f}" in text
+    assert "Release 2" in text or "release 2" in text
+    assert "sourcedata/broken.csv" in text and "missing column" in text  # the rejected file and why
+    pages = text.count("\f")
+    for n in range(1, pages + 1):
+        assert f"page {n}" in text
+
+
+def test_report_pages_render_non_blank(reported: Path, tmp_path: Path) -> None:
+    from PIL import Image
+    pdf = reported / "reports" / "report.pdf"
+    subprocess.run([need("pdftoppm"), "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert len(pages) >= 3
+    for page in pages:
+        lo, hi = Image.open(page).convert("L").getextrema()
+        assert hi - lo > 100, f"{page.name} looks blank"
+
+
+def test_confusion_matrix_png_and_dated_copies(reported: Path) -> None:
+    png = reported / "models" / "confusionmatrix.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    first = sorted((reported / "reports").glob("report-*.pdf"))
+    p = run_script("reporting.py", reported)
+    assert p.returncode == 0, p.stderr
+    assert "report for release 2" in p.stdout
+    assert len(sorted((reported / "reports").glob("report-*.pdf"))) >= len(first)
