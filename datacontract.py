@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,20 @@ def parse_csv(data: bytes, cfg: dict[str, Any], source: str, require_target: boo
     header = _header(text, source)
     _check_header(header, cfg, source, require_target)
     wanted = [c for c in columns(cfg) if c in header]
+    # All columns are read (no usecols) with index_col=False: a row with more fields than the header is then an
+    # error, not silently cut short or shifted (a "2,000" written with a thousands separator would move values).
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
-                          usecols=lambda c: c.strip() in wanted, skipinitialspace=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
+                              index_col=False, skipinitialspace=True)
+    except pd.errors.ParserWarning:
+        raise DataError(f"{source}: not a well-formed CSV file (the first data row has more fields than "
+                        f"the header)") from None
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{source}: not a well-formed CSV file ({_first_line(e)})") from None
-    raw.columns = [c.strip() for c in raw.columns]
+    raw.columns = [str(c).strip() for c in raw.columns]
+    raw = raw.loc[:, [c in wanted for c in raw.columns]]
     if raw.empty:
         raise DataError(f"{source}: no data rows (header only)")
     return _typed(raw, cfg, source, require_target)

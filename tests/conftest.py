@@ -65,3 +65,12 @@ def tree_hashes(*folders: Path) -> dict[str, str]:
             if p.is_file():
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def make_workspace(path: Path) -> Path:
+    """Like the workspace fixture, in a folder of the caller's choosing (for module-scoped fixtures)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in ("practicedata", "sourcedata", "testdata"):
+        shutil.copytree(ROOT / folder, path / folder)
+    write_config(path)
+    return path
