@@ -124,10 +124,12 @@ def dependencies(cfg: dict[str, Any], cached: dict[str, Any] | None = None) -> d
     """Package, required, installed and latest version for requirements.txt, reusing a fresh enough cache."""
     reqs = requirements()
     max_age = cfg["diagnostics"]["cache_hours"] * 3600
-    if cached and time.time() - cached.get("checked_epoch", 0) < max_age and \
-            [r["package"] for r in cached.get("packages", [])] == [n for n, _ in reqs] and \
-            all(r["latest"] != UNKNOWN for r in cached["packages"]):
-        return cached
+    if cached and [r["package"] for r in cached.get("packages", [])] == [n for n, _ in reqs]:
+        # an offline answer ("unknown") is reused for an hour at most, so a later run can fill it in
+        if any(r["latest"] == UNKNOWN for r in cached["packages"]):
+            max_age = min(max_age, 3600)
+        if time.time() - cached.get("checked_epoch", 0) < max_age:
+            return cached
     timeout = cfg["diagnostics"]["pip_timeout"]
     with ThreadPoolExecutor(max_workers=8) as pool:
         latest = list(pool.map(lambda r: latest_version(r[0], timeout), reqs))

@@ -10,9 +10,11 @@ at a million rows. Too few rows or positives: "insufficient-data", and the rows 
 Data drift. training.py saves a reference profile per feature (bin edges at the training deciles with their
 shares, 101 quantiles, missing share), so a check never re-reads the training data. Per feature: PSI over those
 bins (plus a missing-value bin) and the two-sample KS distance against the reference quantiles. Verdicts respect
-sample size: PSI must exceed its noise floor for this batch size (the 99th percentile of chi2(bins-1)/n, which
-is how PSI behaves with no shift) and KS must be significant (p < ks_alpha); each must also reach a minimum effect
-(psi_warn / ks_warn for WARN, psi_drift / ks_drift for DRIFT).
+sample size: PSI must exceed its noise floor for this batch size (the 99th percentile of the PSI of samples of that
+size drawn from the reference shares themselves, widened for the reference's own sampling noise; the chi2(bins-1)/n
+approximation holds only for large batches: at 30 rows empty bins alone push PSI past it) and KS must be
+significant (p < ks_alpha); each must also reach a minimum effect (psi_warn / ks_warn for WARN, psi_drift /
+ks_drift for DRIFT).
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ import numpy as np
 
 QUANTILES = 101
 DECILES = 10
-CHI2_99 = {1: 6.63, 2: 9.21, 3: 11.34, 4: 13.28, 5: 15.09, 6: 16.81, 7: 18.48, 8: 20.09, 9: 21.67, 10: 23.21,
-           11: 24.72}
 EPS = 1e-4
+FLOOR_SAMPLES = 2000  # no-shift samples drawn to find the PSI noise floor of a batch size
+FLOOR_QUANTILE = 0.99
 
 
 def feature_profile(values: np.ndarray) -> dict[str, Any]:
@@ -59,12 +61,18 @@ def psi(profile: dict[str, Any], x: np.ndarray) -> tuple[float, float]:
     ref = np.append(np.asarray(profile["shares"]) * (1 - profile["missing_rate"]), profile["missing_rate"])
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     new = np.append(counts, missing.sum()) / n
-    used = (ref > 0) | (new > 0)
-    r, q = np.maximum(ref[used], EPS), np.maximum(new[used], EPS)
-    value = float(np.sum((q - r) * np.log(q / r)))
-    df = max(1, int(used.sum()) - 1)
-    floor = CHI2_99.get(df, df + 3 * math.sqrt(2 * df)) * (1 / n + 1 / max(profile["rows"], 1))
+    value = float(_psi_of_shares(ref, new))
+    # The floor: PSI of samples of n rows drawn from the reference shares (seeded: the same data, the same verdict),
+    # times (1 + n/m) for the noise of the m-row reference sample itself (PSI ~ chi2 * (1/n + 1/m)).
+    draws = np.random.default_rng(0).multinomial(n, ref / ref.sum(), size=FLOOR_SAMPLES) / n
+    floor = float(np.quantile(_psi_of_shares(ref, draws), FLOOR_QUANTILE)) * (1 + n / max(profile["rows"], 1))
     return value, floor
+
+
+def _psi_of_shares(ref: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """PSI of share vectors (last axis) against the reference shares; an empty bin counts as EPS."""
+    r, q = np.maximum(ref, EPS), np.maximum(new, EPS)
+    return np.sum((q - r) * np.log(q / r), axis=-1)
 
 
 def ks(profile: dict[str, Any], x: np.ndarray) -> tuple[float, float]:

@@ -126,6 +126,12 @@ def checked_up_to(db: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def last_check_end(db: sqlite3.Connection) -> int:
+    """The finaldata.csv byte offset the latest drift check of any verdict reached (0 before any check)."""
+    row = db.execute("SELECT data_end_bytes FROM drift_checks ORDER BY id DESC LIMIT 1").fetchone()
+    return int(row[0]) if row else 0
+
+
 def past_new_scores(db: sqlite3.Connection, release: int) -> list[float]:
     """Scores of a release's model on earlier batches of new data (conclusive checks only), oldest first."""
     rows = db.execute("SELECT new_score FROM drift_checks WHERE release = ? AND new_score IS NOT NULL "

@@ -131,7 +131,7 @@ def _for_csv(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         values = out[col]
         if values.dtype == "float64" and bool(np.all(np.isnan(values) | (values == np.round(values)))) \
-                and bool(np.nanmax(np.abs(values), initial=0) < 2**53):
+                and not bool((values.abs() >= 2**53).any()):
             out[col] = values.astype("Int64")
     return out
 

@@ -1,0 +1,291 @@
+"""The automated process (SPEC section 7): bootstrap, the shipped drift story, the cheap no-new-data tick, keeping
+or replacing the release, the promotion gate, --dry-run and overlapping runs. Every run is a real subprocess of
+fullprocess.py in a workspace of its own; the history is read back from its SQLite file."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import generate_data
+from conftest import ROOT, make_workspace, run_script, tree_hashes, write_config
+
+FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
+
+
+# ---------------------------------------------------------------- helpers
+
+def clone(state: Path, dst: Path) -> Path:
+    """A private copy of a prepared workspace (symlinks kept, so current still points into releases/)."""
+    shutil.copytree(state, dst, symlinks=True)
+    return dst
+
+
+def fullprocess(ws: Path, *args: str, config: str = "config.json") -> subprocess.CompletedProcess:
+    """One cron tick, asserting it succeeded."""
+    p = run_script("fullprocess.py", ws, *args, config=config)
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    assert "Traceback" not in p.stderr
+    return p
+
+
+def query(ws: Path, sql: str, *params: Any) -> list[tuple]:
+    """Rows of a query on the workspace's history file."""
+    db = sqlite3.connect(ws / "history" / "history.sqlite3")
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def last_run(ws: Path) -> tuple[int, str, str]:
+    """(id, outcome, summary) of the latest fullprocess run in the history."""
+    return query(ws, "SELECT id, outcome, summary FROM runs WHERE step = 'fullprocess' ORDER BY id DESC LIMIT 1")[0]
+
+
+def decisions(ws: Path, run_id: int) -> list[str]:
+    """What a run decided, in order."""
+    return [d for (d,) in query(ws, "SELECT decision FROM decisions WHERE run_id = ? ORDER BY rowid", run_id)]
+
+
+def current(ws: Path) -> str:
+    """Where production_deployment/current points."""
+    return os.readlink(ws / "production_deployment" / "current")
+
+
+def releases(ws: Path) -> list[str]:
+    """The release folders kept."""
+    return sorted(p.name for p in (ws / "production_deployment" / "releases").iterdir())
+
+
+def finaldata(ws: Path) -> pd.DataFrame:
+    """The ingested dataset as a user would read it."""
+    return pd.read_csv(ws / "ingesteddata" / "finaldata.csv")
+
+
+def ingested_names(ws: Path) -> list[str]:
+    """The file names in ingestedfiles.txt, one per line, in file order."""
+    return [line.split("\t")[0] for line in (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()]
+
+
+def manifest(ws: Path) -> dict[str, Any]:
+    """The current release's manifest."""
+    return json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
+
+
+def artifacts(ws: Path) -> dict[str, str]:
+    """Hashes of everything a run may change (the history file included), and where current points."""
+    out = tree_hashes(ws / "ingesteddata", ws / "models", ws / "practicemodels", ws / "production_deployment",
+                      ws / "history")
+    link = ws / "production_deployment" / "current"
+    out["current ->"] = os.readlink(link) if link.is_symlink() else "(none)"
+    return out
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Pipeline states built once for this module and copied by each test:
+    practice: release 1 bootstrapped from practicedata (config.practice.json); the source data not yet ingested.
+    shipped:  then fullprocess with config.json: the source data ingested, drift found, release 2.
+    source:   a fresh workspace where fullprocess (config.json) bootstrapped release 1 from all the source data."""
+    base = tmp_path_factory.mktemp("fullprocess-states")
+    ws = make_workspace(base / "shipped")
+    write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels")
+    practice_run = fullprocess(ws, config="config.practice.json")
+    shutil.copytree(ws, base / "practice", symlinks=True)
+    shipped_run = fullprocess(ws)
+    src = make_workspace(base / "source")
+    source_run = fullprocess(src)
+    return {"practice": base / "practice", "shipped": ws, "source": src,
+            "practice_run": practice_run, "shipped_run": shipped_run, "source_run": source_run}
+
+
+# ---------------------------------------------------------------- bootstrap and the shipped story
+
+def test_the_shipped_story(states):
+    ws = states["shipped"]
+    first, second = states["practice_run"].stdout, states["shipped_run"].stdout
+    assert "bootstrap: deployed release 1" in first
+    assert "model drift: drift" in second and "deployed release 2" in second
+    assert current(ws) == "releases/0002"
+    assert releases(ws) == ["0001", "0002"]
+    (r1,), (r2,) = query(ws, "SELECT id FROM runs WHERE step = 'fullprocess' ORDER BY id")
+    assert decisions(ws, r1) == ["bootstrap"]
+    assert decisions(ws, r2) == ["retrain", "deploy"]
+    # The drift check of release 1 on the source rows, with its per-feature data drift.
+    ((check_id, release, verdict, new_rows, new_score, deployed_score, data_verdict),) = query(
+        ws, "SELECT id, release, verdict, new_rows, new_score, deployed_score, data_verdict FROM drift_checks "
+            "WHERE run_id = ?", r2)
+    assert (release, verdict, data_verdict) == (1, "drift", "DRIFT")
+    assert new_rows == 1700 and new_score < deployed_score - 0.05
+    features = query(ws, "SELECT feature, verdict, psi, ks FROM feature_drift WHERE check_id = ?", check_id)
+    assert sorted(f[0] for f in features) == sorted(FEATURES)
+    assert all(f[1] == "DRIFT" and f[2] > 0.25 for f in features)
+    # The challenger beat the deployed model on the same test data, and that is the score release 2 carries.
+    scores = dict(query(ws, "SELECT role, f1 FROM scores WHERE run_id = ? AND role IN ('challenger', 'deployed')", r2))
+    assert scores["challenger"] > scores["deployed"]
+    assert manifest(ws)["scores"]["f1"] == pytest.approx(scores["challenger"])
+    assert manifest(ws)["model"]["rows"] == len(finaldata(ws)) == 2800
+    # Every step's timing is in the history.
+    steps = dict(query(ws, "SELECT step, seconds FROM runs WHERE parent_id = ?", r2))
+    assert {"ingestion", "training", "scoring", "deployment"} <= set(steps)
+
+
+def test_bootstrap_from_whatever_data_exists(states):
+    ws = states["source"]
+    assert "bootstrap: deployed release 1" in states["source_run"].stdout
+    assert current(ws) == "releases/0001"
+    assert manifest(ws)["model"]["rows"] == len(finaldata(ws)) > 1600
+    assert sorted(ingested_names(ws)) == ["sourcedata/dataset3.csv", "sourcedata/dataset4.csv"]
+
+
+def test_bootstrap_into_an_empty_deployment_folder_uses_the_ingested_data(states, tmp_path):
+    """No new files at all, but nothing deployed where the config points: the tick deploys from the data there."""
+    ws = clone(states["source"], tmp_path / "ws")
+    write_config(ws, prod_deployment_path="prod2")
+    p = fullprocess(ws)
+    assert "bootstrap: deployed release 1" in p.stdout
+    assert os.readlink(ws / "prod2" / "current") == "releases/0001"
+    assert json.loads((ws / "prod2" / "current" / "manifest.json").read_text())["model"]["rows"] == len(finaldata(ws))
+
+
+# ---------------------------------------------------------------- the no-new-data tick
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Module names from python -X importtime output."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime_stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_no_new_data_is_a_cheap_no_op(states, tmp_path):
+    ws = clone(states["source"], tmp_path / "ws")
+    before = artifacts(ws)
+    runs_before = len(query(ws, "SELECT id FROM runs"))
+    # A touched but unchanged file is not new data either.
+    src = ws / "sourcedata" / "dataset3.csv"
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "fullprocess.py"),
+                            "--config", str(ws / "config.json")], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith("no new data in sourcedata") and "release 1 stays" in p.stdout
+        modules = imported_modules(p.stderr)
+        assert "history" in modules and "deployment" in modules, "importtime output not understood"
+        heavy = sorted(m for m in modules if m.split(".")[0] in ("pandas", "sklearn"))
+        assert heavy == [], f"the no-new-data tick imported {heavy[:5]}"
+        assert last_run(ws)[1] == "no-new-data"
+    after = artifacts(ws)
+    # Only the history file changed (two tick rows); the data, models and release are byte for byte the same.
+    hist = str(ws / "history" / "history.sqlite3")
+    assert {k: v for k, v in before.items() if k != hist} == {k: v for k, v in after.items() if k != hist}
+    assert len(query(ws, "SELECT id FROM runs")) == runs_before + 2
+
+
+# ---------------------------------------------------------------- new data: keep, replace, reject
+
+def test_new_data_without_drift_joins_the_dataset_and_keeps_the_release(states, tmp_path):
+    ws = clone(states["source"], tmp_path / "ws")
+    rows_before = len(finaldata(ws))
+    generate_data.write_large(ws / "sourcedata", 300, 1, seed=1, period="new")   # same distribution as training
+    p = fullprocess(ws)
+    assert "ingested 1 new file" in p.stdout and "release 1 stays" in p.stdout
+    df = finaldata(ws)
+    record = {line.split("\t")[0]: line.split("\t") for line in
+              (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()}
+    added = int(record["sourcedata/data001.csv"][5])
+    assert added > 250 and len(df) == rows_before + added
+    assert not df.duplicated().any()
+    assert current(ws) == "releases/0001" and releases(ws) == ["0001"]
+    run_id, outcome, _ = last_run(ws)
+    assert outcome == "ok" and decisions(ws, run_id) == ["keep"]
+    ((verdict, new_rows),) = query(ws, "SELECT verdict, new_rows FROM drift_checks WHERE run_id = ?", run_id)
+    assert verdict == "no-drift" and new_rows == added
+    # The next tick has nothing to do.
+    assert "no new data" in fullprocess(ws).stdout
+
+
+def test_a_worse_challenger_is_not_deployed_and_not_retried(states, tmp_path):
+    ws = clone(states["source"], tmp_path / "ws")
+    # A file of clients whose outcomes are recorded the wrong way round: the deployed model looks terrible on
+    # them (drift), and a model retrained with them is worse on the test data.
+    poisoned = generate_data.clients(np.random.default_rng(1), 600, "new")
+    poisoned["exited"] = 1 - poisoned["exited"]
+    poisoned.to_csv(ws / "sourcedata" / "poisoned.csv", index=False)
+    p = fullprocess(ws)
+    assert "model drift: drift" in p.stdout and "challenger rejected, release 1 stays" in p.stdout
+    run_id, outcome, _ = last_run(ws)
+    assert outcome == "ok" and decisions(ws, run_id) == ["retrain", "reject-challenger"]
+    reason = query(ws, "SELECT reason FROM decisions WHERE run_id = ? AND decision = 'reject-challenger'", run_id)
+    assert "worse by more than the 0.000 tolerance" in reason[0][0]
+    scores = dict(query(ws, "SELECT role, f1 FROM scores WHERE run_id = ? AND role IN ('challenger', 'deployed')",
+                        run_id))
+    assert scores["challenger"] < scores["deployed"]
+    assert current(ws) == "releases/0001" and releases(ws) == ["0001"]
+    assert "sourcedata/poisoned.csv" in ingested_names(ws)
+    # The next tick does not repeat the work: the files are ingested and checked.
+    before = artifacts(ws)
+    p = fullprocess(ws)
+    assert p.stdout.startswith("no new data") and "release 1 stays" in p.stdout
+    assert last_run(ws)[1] == "no-new-data"
+    after = artifacts(ws)
+    hist = str(ws / "history" / "history.sqlite3")
+    assert {k: v for k, v in before.items() if k != hist} == {k: v for k, v in after.items() if k != hist}
+
+
+# ---------------------------------------------------------------- --dry-run
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(states, tmp_path):
+    ws = clone(states["practice"], tmp_path / "ws")                      # the source data is new here
+    before = artifacts(ws)
+    p = fullprocess(ws, "--dry-run")
+    assert p.stdout.startswith("dry run:")
+    assert "would ingest sourcedata/dataset3.csv" in p.stdout and "would ingest sourcedata/dataset4.csv" in p.stdout
+    assert "model drift on the new files alone: drift" in p.stdout
+    assert "would retrain" in p.stdout
+    assert artifacts(ws) == before
+    assert not (ws / "models").exists()
+    # And a real run then does what the dry run announced.
+    p = fullprocess(ws)
+    assert "ingested 2 new files" in p.stdout and "deployed release 2" in p.stdout
+
+
+def test_dry_run_with_nothing_deployed_changes_nothing(workspace):
+    p = fullprocess(workspace, "--dry-run")
+    assert "would ingest sourcedata/dataset3.csv" in p.stdout and "would bootstrap" in p.stdout
+    for name in ("ingesteddata/finaldata.csv", "ingesteddata/ingestedfiles.txt", "models", "production_deployment",
+                 "history/history.sqlite3"):
+        assert not (workspace / name).exists(), f"--dry-run created {name}"
+
+
+# ---------------------------------------------------------------- overlapping runs
+
+def test_two_runs_started_together_ingest_and_deploy_once(states, tmp_path):
+    ws = clone(states["practice"], tmp_path / "ws")
+    expected_rows = len(finaldata(ws)) + 1700                            # dataset3 + dataset4 minus duplicates
+    cmd = [sys.executable, str(ROOT / "fullprocess.py"), "--config", str(ws / "config.json")]
+    procs = [subprocess.Popen(cmd, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    df = finaldata(ws)
+    assert len(df) == expected_rows and not df.duplicated().any()
+    names = ingested_names(ws)
+    assert len(names) == len(set(names)) == 4
+    assert releases(ws) == ["0001", "0002"] and current(ws) == "releases/0002"
+    outcomes = sorted(o for (o,) in query(ws, "SELECT outcome FROM runs WHERE step = 'fullprocess' AND id > 1"))
+    assert outcomes in (["busy", "ok"], ["no-new-data", "ok"]), outcomes
+    ingested_rows = query(ws, "SELECT name, COUNT(*) FROM files WHERE status = 'ingested' AND name LIKE 'sourcedata/%' "
+                              "GROUP BY name")
+    assert sorted(ingested_rows) == [("sourcedata/dataset3.csv", 1), ("sourcedata/dataset4.csv", 1)]
+    if "busy" in outcomes:
+        assert any("in progress" in out for out, _ in outs)
