@@ -20,8 +20,8 @@ from typing import IO, Any, Iterator
 TEMP_MARK = ".tmp-"
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside folder durable."""
+def fsync_path(folder: Path) -> None:
+    """Make a file's contents, or a rename inside a folder, durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -42,7 +42,7 @@ def atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
         os.fsync(f.fileno())
         f.close()
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
     except BaseException:
         f.close()
         tmp.unlink(missing_ok=True)

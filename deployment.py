@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import cli
-from atomicio import LockBusy, fsync_dir, file_lock, sha256_file
+from atomicio import LockBusy, fsync_path, file_lock, sha256_file
 from config import display_path
 from filerecord import INGESTED_FILE
 from modelstore import ModelError, load_model
@@ -146,7 +146,7 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     for src in sources:
         dst = staging / src.name
         shutil.copyfile(src, dst)
-        _fsync_file(dst)
+        fsync_path(dst)
         files[src.name] = sha256_file(dst)
     if files["trainedmodel.pkl"] != record["sha256"]:
         shutil.rmtree(staging)
@@ -161,11 +161,11 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
                                                "positives", "scored_at", "test_data")},
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    _fsync_file(staging / MANIFEST)
-    fsync_dir(staging)
+    fsync_path(staging / MANIFEST)
+    fsync_path(staging)
     final = base / f"{version:04d}"
     os.rename(staging, final)
-    fsync_dir(base)
+    fsync_path(base)
     _switch(cfg, final)
     pruned = _prune(cfg)
     log.info("deployed release %d (F1 %.4f) -> %s; pruned %s", version, scores["f1"], final, pruned or "none")
@@ -207,7 +207,7 @@ def _switch(cfg: dict[str, Any], folder: Path) -> None:
         tmp.unlink(missing_ok=True)
         os.symlink(f"{CURRENT}/{name}", tmp)
         os.replace(tmp, link)
-    fsync_dir(prod)
+    fsync_path(prod)
 
 
 def _prune(cfg: dict[str, Any]) -> list[int]:
@@ -224,15 +224,6 @@ def _remove_partials(base: Path) -> None:
     """Remove release folders a killed deployment left half-built."""
     for p in base.glob(f"{PARTIAL}*"):
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a file's contents to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def describe(cfg: dict[str, Any]) -> dict[str, Any]:

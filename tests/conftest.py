@@ -29,12 +29,7 @@ def write_config(ws: Path, name: str = "config.json", **overrides: Any) -> Path:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A project folder of our own: shipped data copied in, config.json with relative paths."""
-    for folder in ("practicedata", "sourcedata", "testdata"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    write_config(tmp_path)
-    write_config(tmp_path, "config.practice.json", input_folder_path="practicedata",
-                 output_model_path="practicemodels")
-    return tmp_path
+    return make_workspace(tmp_path)
 
 
 @pytest.fixture
@@ -73,4 +68,5 @@ def make_workspace(path: Path) -> Path:
     for folder in ("practicedata", "sourcedata", "testdata"):
         shutil.copytree(ROOT / folder, path / folder)
     write_config(path)
+    write_config(path, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels")
     return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from conftest import ROOT, run_script, write_config
+from conftest import ROOT, make_workspace, run_script, write_config
 
 FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
 
@@ -30,11 +29,7 @@ def deploy_shipped(ws: Path) -> None:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with release 2 deployed and a 10,000-row file to predict."""
-    ws = tmp_path_factory.mktemp("api")
-    for folder in ("practicedata", "sourcedata", "testdata"):
-        shutil.copytree(ROOT / folder, ws / folder)
-    write_config(ws)
-    write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels")
+    ws = make_workspace(tmp_path_factory.mktemp("api"))
     deploy_shipped(ws)
     sys.path.insert(0, str(ROOT))
     import generate_data

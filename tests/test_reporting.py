@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_script
+from conftest import make_workspace, run_script
 
 SECTIONS = ["Model quality on the test data", "Clients to call first", "Latest drift check",
             "Trends over runs", "Summary statistics of the ingested data", "Missing data", "Step timings",
@@ -25,12 +25,7 @@ def need(tool: str) -> str:
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace where fullprocess bootstrapped, detected drift, redeployed and wrote the report."""
-    from conftest import ROOT, write_config
-    ws = tmp_path_factory.mktemp("report")
-    for folder in ("practicedata", "sourcedata", "testdata"):
-        shutil.copytree(ROOT / folder, ws / folder)
-    write_config(ws)
-    write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels")
+    ws = make_workspace(tmp_path_factory.mktemp("report"))
     (ws / "sourcedata" / "broken.csv").write_text("corporation,lastmonth_activity\nabc,1\n")
     for config in ("config.practice.json", "config.json"):
         p = run_script("fullprocess.py", ws, config=config, timeout=300)
