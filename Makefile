@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test serve stop cron-install cron-remove clean-artifacts
+.PHONY: run test serve stop cron-install cron-remove clean-artifacts bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +58,7 @@ cron-remove:
 
 clean-artifacts:
 	rm -rf ingesteddata models practicemodels production_deployment reports logs history
+
+# API throughput against a straightforward Flask app (about 3-5 minutes; not part of `make test`); results in docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) bench/bench_api.py
