@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -53,6 +54,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench" / "results" / "api.json"  # every figure of the last run (git-ignored)
 START_MARK, END_MARK = "<!-- api:start -->", "<!-- api:end -->"
 BENCH_ROWS = 10_000
 BENCH_FILE = "bench10k.csv"
@@ -275,8 +277,8 @@ def others_cpu(before: dict[int, tuple[str, float]], after: dict[int, tuple[str,
     for pid, (name, cpu) in after.items():
         if pid in ours:
             continue
-        prev = before.get(pid)
-        delta = cpu - prev[1] if prev and prev[0] == name else cpu
+        prev = before.get(pid)  # matched by pid only: kernel workers rename themselves as they work
+        delta = cpu - prev[1] if prev else cpu
         if delta > 0:
             used.append((delta, pid, name))
     used.sort(reverse=True)
@@ -313,8 +315,8 @@ def memory(proc: subprocess.Popen, name: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- load
 
 def client_loop(url: str, method: str, body: dict[str, Any] | None, start_at: float, deadline: float,
-                timeout: float) -> dict[str, Any]:
-    """One client: requests back to back on one Session from start_at until deadline (time.monotonic)."""
+                timeout: float, stop: threading.Event | None = None) -> dict[str, Any]:
+    """One client: requests back to back on one Session from start_at until deadline (time.monotonic) or stop."""
     latencies: list[float] = []
     errors: list[str] = []
     with requests.Session() as s:
@@ -322,7 +324,7 @@ def client_loop(url: str, method: str, body: dict[str, Any] | None, start_at: fl
         while time.monotonic() < start_at:
             time.sleep(0.001)
         cpu0 = time.thread_time()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             t0 = time.perf_counter()
             try:
                 r = s.request(method, url, json=body, timeout=timeout)
@@ -354,8 +356,14 @@ def run_clients(url: str, method: str, body: dict[str, Any] | None, clients: int
     start_at = time.monotonic() + (0.5 if mode == "processes" else 0.05)
     args = (url, method, body, start_at, start_at + seconds, timeout)
     if mode == "threads":
-        with ThreadPoolExecutor(clients) as pool:
-            return list(pool.map(lambda _: client_loop(*args), range(clients))), start_at
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(clients)
+        try:
+            futures = [pool.submit(client_loop, *args, stop) for _ in range(clients)]
+            return [f.result() for f in futures], start_at
+        finally:
+            stop.set()  # on Ctrl-C or SIGTERM the clients end after their current request
+            pool.shutdown(wait=True, cancel_futures=True)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_client_process, args=(queue, *args), daemon=True) for _ in range(clients)]
@@ -363,6 +371,10 @@ def run_clients(url: str, method: str, body: dict[str, Any] | None, clients: int
         p.start()
     try:
         results = [queue.get(timeout=seconds + timeout + 30) for _ in procs]
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
     finally:
         for p in procs:
             p.join(timeout=5)
@@ -555,11 +567,12 @@ def bound_notes(results: dict[str, dict[str, dict[str, Any]]], cores: int, sizes
         (ours_shared, ours_alone), (plain_shared, plain_alone) = ceilings(ours, cores, False), ceilings(plain, cores, True)
         shared, alone = ours_shared / plain_shared, ours_alone / plain_alone
         if alone < target:
-            verdict = "out of reach on this machine, even with the clients' CPU taken away"
+            verdict = "out of reach on this machine, even if the clients cost nothing"
         elif shared < target:
-            verdict = "reachable only with the clients on another machine"
+            verdict = ("out of reach with the clients on this machine; only with their CPU taken away would the "
+                       "ceiling reach it")
         else:
-            verdict = "within reach of both designs' CPU cost on this machine"
+            verdict = "within the CPU ceiling on this machine; what is missing is lost to load and scheduling"
         notes.append(
             f"- {method} {path}: a request costs ours {fmt(ours['server_cpu_ms_per_req'], 2)} ms of server CPU + "
             f"{fmt(ours['client_cpu_ms_per_req'], 2)} ms of client CPU, the straightforward app "
@@ -633,9 +646,10 @@ def render_section(info: dict[str, Any]) -> str:
         "Server CPU is that of the server's processes (gunicorn master and workers; the development server) over "
         "the measurement; client CPU is that of the client loops; other processes' cores are what every other "
         "process on the machine used (other people's work: the benchmark does not own this machine); kernel, "
-        "unattributed is the rest of the machine's busy time (/proc/stat), mostly loopback networking in softirq. "
-        "Latency is per request as a client sees it, queueing included. Rows marked 'not used' were repeated "
-        "(other processes busy, or client threads near one core); the fastest measurement counts.",
+        "unattributed is the rest of the machine's busy time (/proc/stat): interrupts and kernel threads. "
+        "Latency is per request as a client sees it, queueing included. Where an endpoint was measured twice "
+        "(with client processes as well as threads, or again because other processes were busy), the faster "
+        "measurement counts and the other is marked 'not used'.",
         "",
         "### Memory after the load",
         "",
@@ -791,6 +805,9 @@ def bench(seconds: float, warmup: float, clients: int, mode: str, quiet_wait: fl
         else:
             shutil.rmtree(ws, ignore_errors=True)
     print_table(info)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    print(f"\nraw figures in {RESULTS.relative_to(ROOT)}")
     if doc is not None:
         write_doc(doc, render_section(info))
         print(f"\nwrote {doc}")
