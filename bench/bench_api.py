@@ -191,18 +191,21 @@ def tail(path: Path, lines: int = 15) -> str:
 
 # ---------------------------------------------------------------- /proc readings
 
-def children(pid: int) -> list[int]:
-    """Pids whose parent is pid."""
-    out = []
+def proc_stats() -> dict[int, str]:
+    """The /proc/<pid>/stat line of every process still running."""
+    out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                out[int(entry)] = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return sorted(out)
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is pid."""
+    return sorted(p for p, stat in proc_stats().items() if int(stat.rsplit(")", 1)[1].split()[1]) == pid)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -245,15 +248,10 @@ def wait_quiet(max_wait: float) -> float:
 def process_cpu() -> dict[int, tuple[str, float]]:
     """(name, CPU seconds so far) of every process on the machine."""
     out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
-            fields = rest.split()
-            out[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    for pid, stat in proc_stats().items():
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        out[pid] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
     return out
 
 
