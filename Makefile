@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(PY) deployment.py --list
 	$(MAKE) --no-print-directory serve
 	$(PY) apicalls.py
-	@echo "The API is serving. Try:"
+	@echo "The API is serving. Open the dashboard: $(API_URL)dashboard   Or try:"
 	@echo "  curl -s $(API_URL)health"
 	@echo "  curl -s $(API_URL)scoring"
 	@echo "  curl -s -X POST -H 'Content-Type: application/json' -d '{\"filepath\": \"testdata/testdata.csv\"}' $(API_URL)prediction"

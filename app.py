@@ -25,20 +25,25 @@ import json
 import logging
 import os
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pandas as pd
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
 import deployment
 import diagnostics
+import history
+import reportdata
+from charts import line_chart
 from config import DEFAULT_CONFIG, load_config
 from datacontract import DataError, parse_csv, typed_frame
 from ingestion import FINALDATA_FILE, read_finaldata
 from modelstore import ModelError, load_model
+from reportdata import REPORT_FILE
 
 log = logging.getLogger("api")
 
@@ -62,6 +67,9 @@ def create_app(config_path: str | Path | None = None) -> Flask:
     app.config["RISK"] = cfg
     app.config["MAX_CONTENT_LENGTH"] = cfg["api"]["max_body_bytes"]
     app.json.sort_keys = False
+    app.jinja_env.filters.update(number=reportdata.number, percent=reportdata.percent,
+                                 int_field=lambda v: reportdata.number(reportdata.record_int(v)),
+                                 when=reportdata.when)
     state = {"lock": threading.Lock(), "folder": None, "model": None, "manifest": None, "cache": {}}
     token = os.environ.get(cfg["api"]["token_env"]) or None
     if token is None and cfg["api"]["host"] not in ("127.0.0.1", "localhost", "::1"):
@@ -125,7 +133,7 @@ def create_app(config_path: str | Path | None = None) -> Flask:
     def diagnostics_view() -> Response:
         """Timings, missing data, dependency table and the latest drift check."""
         stats, rows = _cached_stats(cfg, state)
-        saved = _saved_diagnostics(cfg)
+        saved = reportdata.saved_diagnostics(cfg)
         deps = saved.get("dependencies") or {"packages": [], "note": "run diagnostics.py to look up versions"}
         return jsonify({"rows": rows, "missing_data": stats["missing_data"], "timings": diagnostics.timings(cfg),
                         "dependencies": deps, "drift": diagnostics.latest_drift(cfg)})
@@ -136,6 +144,24 @@ def create_app(config_path: str | Path | None = None) -> Flask:
         release = deployment.current_release(cfg)
         return jsonify({"status": "ok", "release": release["version"] if release else None,
                         "model_loaded": state["model"] is not None})
+
+    @app.get("/")
+    def index() -> Response:
+        """People who open the bare address want the dashboard."""
+        return redirect(url_for("dashboard"))
+
+    @app.get("/dashboard")
+    def dashboard() -> str:
+        """The report's facts as a web page, read afresh from the artifacts and the history store on each load."""
+        return render_template("dashboard.html", **dashboard_facts(cfg, state))
+
+    @app.get("/dashboard/report.pdf")
+    def report_pdf() -> Response:
+        """The latest PDF report reporting.py wrote."""
+        path = cfg["report_folder_path"] / REPORT_FILE
+        if not path.is_file():
+            raise ClientError(404, "no report yet; run reporting.py or fullprocess.py")
+        return send_file(path, mimetype="application/pdf", max_age=0)
 
     @app.get("/openapi.json")
     def openapi() -> Response:
@@ -172,14 +198,79 @@ def _deployed(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[Any, dict[str
     return state["model"], state["manifest"]
 
 
-def _cached_stats(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Summary statistics and missing data of finaldata.csv, recomputed only when the file changes."""
-    path = cfg["output_folder_path"] / FINALDATA_FILE
+def dashboard_facts(cfg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """Everything the dashboard template shows: the deployed release, its scores, drift, trends and tables."""
+    try:
+        model, manifest = _deployed(cfg, state)
+    except ClientError as e:
+        model, manifest, problem = None, None, str(e)
+    else:
+        problem = None
+    scores = _release_scores(manifest) if manifest else {}
+    roc = scores.get("roc")
+    stats, rows = _cached_stats(cfg, state)
+    check, decisions = reportdata.latest_check(cfg)
+    tables = reportdata.trends(cfg)
+    ingested, rejected = reportdata.file_records(cfg)
+    report = cfg["report_folder_path"] / REPORT_FILE
+    return {
+        "manifest": manifest, "problem": problem, "scores": scores, "rows": rows, "stats": stats,
+        "check": check, "decisions": decisions, "ingested": ingested, "rejected": rejected,
+        "top": _cached_top_clients(cfg, state, model, check) if model is not None else None,
+        "roc_chart": roc and line_chart(f"ROC curve on the test data (AUC {scores['roc_auc']:.3f})",
+                                        {"model": list(zip(roc["fpr"], roc["tpr"])), "chance": [(0, 0), (1, 1)]},
+                                        x_label="false positive rate", y_label="true positive rate",
+                                        y_range=(0, 1), integer_x=False, dashed=frozenset({"chance"}),
+                                        legend_bottom=True),
+        "trend_charts": [line_chart(**c) for c in reportdata.trend_series(tables)],
+        "counts": reportdata.trend_counts(tables), "timings": diagnostics.timings(cfg),
+        "dependencies": reportdata.saved_diagnostics(cfg).get("dependencies", {}).get("packages", []),
+        "report_at": _mtime_iso(report), "now": history.now_iso()[:19].replace("T", " "),
+        "cfg": cfg,
+    }
+
+
+def _release_scores(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The release's scores.json (with the confusion matrix and ROC points), else the manifest's summary."""
+    try:
+        saved = json.loads((Path(manifest["folder"]) / "scores.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    return {**saved, **manifest["scores"]}
+
+
+def _cached_top_clients(cfg: dict[str, Any], state: dict[str, Any], model: Any,
+                        check: dict[str, Any] | None) -> pd.DataFrame:
+    """The clients to call first, recomputed only when the release, the data or the latest check changes."""
+    key = (state["folder"], _stat_key(cfg["output_folder_path"] / FINALDATA_FILE), check and check["id"])
+    cached = state["cache"].get("top")
+    if cached and cached[0] == key:
+        return cached[1]
+    top = reportdata.top_clients(cfg, model, check)
+    state["cache"]["top"] = (key, top)
+    return top
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    """(size, mtime) of a file, None when it does not exist: a cheap "has it changed" key."""
     try:
         st = path.stat()
-        key = (st.st_size, st.st_mtime_ns)
     except FileNotFoundError:
-        key = None
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _mtime_iso(path: Path) -> str | None:
+    """When a file was last written, as 'YYYY-MM-DD HH:MM' UTC, or None."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    except FileNotFoundError:
+        return None
+
+
+def _cached_stats(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Summary statistics and missing data of finaldata.csv, recomputed only when the file changes."""
+    key = _stat_key(cfg["output_folder_path"] / FINALDATA_FILE)
     cached = state["cache"].get("stats")
     if cached and cached[0] == key:
         return cached[1], cached[2]
@@ -188,14 +279,6 @@ def _cached_stats(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str,
         stats = {"summary_stats": diagnostics.summary_stats(df, cfg), "missing_data": diagnostics.missing_data(df)}
         state["cache"]["stats"] = (key, stats, len(df))
     return stats, len(df)
-
-
-def _saved_diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The diagnostics.json that diagnostics.py last wrote (empty if none)."""
-    try:
-        return json.loads((cfg["output_model_path"] / diagnostics.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _request_frame(cfg: dict[str, Any]) -> pd.DataFrame:

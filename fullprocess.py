@@ -1,4 +1,4 @@
-"""The cron entry: new data -> drift check -> retrain and redeploy when needed -> refresh outputs -> history.
+"""The cron entry: new data -> drift check -> retrain and redeploy when needed -> history -> refresh outputs.
 
     python fullprocess.py              # what cron runs every 10 minutes (see cronjob.txt)
     python fullprocess.py --dry-run    # say what it would do; change nothing
@@ -14,8 +14,9 @@
    data drift per feature against the release's reference profile.
 5. On model drift (or data drift, if the config says so, or --force) trains a challenger, scores it, and deploys
    it only if it is not worse than the deployed model on the same test data (deployment.promotion_tolerance).
-6. Refreshes diagnostics, the report and the API answers when those steps exist; their failure is logged only.
-7. Records the run, every step's timing, the drift check and each decision with its reason in the history store.
+6. Records the run, every step's timing, the drift check and each decision with its reason in the history store.
+7. If anything changed, refreshes diagnostics, the report and the API answers (after recording, so the report's
+   trends include this run; a run killed before it leaves a marker the next tick acts on). Failures: logged only.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from modelstore import ModelError
 log = logging.getLogger("fullprocess")
 
 LOCK_FILE = ".fullprocess.lock"
+OUTPUTS_PENDING = ".outputs-pending"  # in the output folder: a run changed something its outputs do not show yet
 FINALDATA_FILE = "finaldata.csv"  # ingestion.FINALDATA_FILE, named here so the light path need not import pandas
 STEP_LOGS = ("fullprocess", "ingestion", "training", "scoring", "deployment", "history")
 OUTPUT_STEPS = ("diagnostics", "reporting", "apicalls")  # each module offers refresh(cfg) -> dict
@@ -54,15 +56,21 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
     out.mkdir(parents=True, exist_ok=True)
     try:
         with file_lock(out / LOCK_FILE):
-            result = _tick(cfg, run, dry_run, force)
+            try:
+                result = _tick(cfg, run, dry_run, force)
+            except cli.StepError as e:
+                log.error("%s", e)
+                result = {"outcome": "failed", "line": f"failed: {e}", "error": str(e)}
+            if not dry_run:
+                history.safely(cfg, "the fullprocess run", _record, run, result)
+                # after recording, so the report and dashboard trends include this run
+                if result["outcome"] != "failed" and (out / OUTPUTS_PENDING).exists():
+                    refresh_outputs(cfg)
     except LockBusy:
         log.info("another fullprocess run holds %s: nothing to do", out / LOCK_FILE)
         result = {"outcome": "busy", "line": "another fullprocess run is in progress; this tick does nothing"}
-    except cli.StepError as e:
-        log.error("%s", e)
-        result = {"outcome": "failed", "line": f"failed: {e}", "error": str(e)}
-    if not dry_run:
-        history.safely(cfg, "the fullprocess run", _record, run, result)
+        if not dry_run:
+            history.safely(cfg, "the fullprocess run", _record, run, result)
     if result["outcome"] == "failed":
         raise cli.StepError(result["line"])
     return result
@@ -170,7 +178,9 @@ def run_pipeline(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, An
             parts.append(f"release {release['version']} stays")
         changed = bool(ing["ingested_files"]) or bool(want)
     if changed:
-        run["outputs"] = refresh_outputs(cfg)
+        # a marker, not a call: outputs are refreshed once the run is recorded, and by the next tick if this one
+        # is killed before they are
+        (cfg["output_folder_path"] / OUTPUTS_PENDING).touch()
     return {"outcome": "ok", "line": "; ".join(parts), "new_files": names, "ingestion": ing,
             "check": run["check"], "decisions": run["decisions"]}
 
@@ -235,7 +245,8 @@ def _challenge(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, Any]
 
 
 def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run diagnostics, reporting and apicalls when they exist; a failure is logged, never fatal."""
+    """Run diagnostics, reporting and apicalls when they exist, then clear the marker; failures are logged only."""
+    log.info("refreshing outputs: %s", ", ".join(OUTPUT_STEPS))
     done: dict[str, Any] = {}
     for name in OUTPUT_STEPS:
         if not (ROOT / f"{name}.py").exists():
@@ -246,6 +257,8 @@ def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
         except Exception as e:  # outputs are secondary: a deployment that succeeded stays deployed
             log.warning("%s failed (the release is unaffected): %s: %s", name, type(e).__name__, e)
             done[name] = {"error": f"{type(e).__name__}: {e}"}
+    (cfg["output_folder_path"] / OUTPUTS_PENDING).unlink(missing_ok=True)
+    log.info("outputs refreshed: %s", ", ".join(f"{k} failed" if "error" in v else k for k, v in done.items()))
     return done
 
 

@@ -14,7 +14,6 @@ page number. reports/report.pdf is replaced atomically, and a dated copy of each
 from __future__ import annotations
 
 import io
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,21 +37,17 @@ from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 
 import cli  # noqa: E402
 import deployment  # noqa: E402
-import diagnostics  # noqa: E402
-import history  # noqa: E402
+import reportdata  # noqa: E402
 from atomicio import atomic_file, atomic_write  # noqa: E402
 from config import display_path  # noqa: E402
-from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, read_record  # noqa: E402
-from ingestion import read_finaldata, read_finaldata_since  # noqa: E402
 from modelstore import ModelError  # noqa: E402
+from reportdata import REPORT_FILE, number, percent, record_int  # noqa: E402
 from scoring import read_test_data  # noqa: E402
 
 log = logging.getLogger("reporting")
 
-REPORT_FILE = "report.pdf"
 CONFUSION_FILE = "confusionmatrix.png"
 ROC_FILE = "roccurve.png"
-TOP_CLIENTS = 20
 STYLES = getSampleStyleSheet()
 STYLES["Heading2"].keepWithNext = 1  # a heading never ends a page alone
 GRID = TableStyle([("FONT", (0, 0), (-1, -1), "Helvetica", 8), ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8),
@@ -97,73 +92,26 @@ def roc_png(y: np.ndarray, proba: np.ndarray, auc: float | None) -> bytes:
     return png(fig)
 
 
-def trends(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Series from the history store: scores per release, timings per run, missing data and PSI per check."""
-    def read(db: Any) -> dict[str, Any]:
-        q = lambda sql: pd.read_sql_query(sql, db)  # noqa: E731
-        return {
-            "releases": q("SELECT version, action, f1, at FROM releases ORDER BY rowid"),
-            "timings": q("SELECT id, step, seconds, started_at FROM runs WHERE outcome = 'ok' AND step IN "
-                         "('ingestion', 'training', 'scoring', 'deployment', 'fullprocess') ORDER BY id"),
-            "features": q("SELECT c.id AS check_id, f.feature, f.psi, f.ks, f.missing_rate, f.verdict FROM "
-                          "feature_drift f JOIN drift_checks c ON c.id = f.check_id ORDER BY c.id"),
-        }
-    return history.safely(cfg, "(reading) trends", read) or {}
-
-
-def trend_png(t: dict[str, Any]) -> bytes | None:
-    """Four small charts over runs; None when there is no history yet."""
-    if not t or all(df.empty for df in t.values()):
+def trend_png(charts: list[dict[str, Any]]) -> bytes | None:
+    """The four trend charts (reportdata.trend_series) on one figure; None when there is no history yet."""
+    if not any(c["series"] for c in charts):
         return None
     fig, axes = plt.subplots(2, 2, figsize=(9, 6))
-    rel = t["releases"]
-    ax = axes[0][0]
-    if not rel.empty:
-        ax.plot(range(1, len(rel) + 1), rel["f1"], marker="o", color="#1f5a96")
-        ax.set_xticks(range(1, len(rel) + 1), [f"{a[0]}{v}" for v, a in zip(rel["version"], rel["action"])])
-    ax.set_title("F1 on test data per release (d=deploy, r=rollback)", fontsize=9)
-    ax.set_ylim(0, 1)
-    ax = axes[0][1]
-    for step, g in t["timings"].groupby("step"):
-        ax.plot(range(len(g)), g["seconds"], marker=".", label=step)
-    ax.set_title("step duration per run (s)", fontsize=9)
-    ax.legend(fontsize=7)
-    feats = t["features"]
-    for ax, col, title in ((axes[1][0], "missing_rate", "missing values per check (% of new rows)"),
-                           (axes[1][1], "psi", "data drift per check (PSI)")):
-        for name, g in feats.groupby("feature"):
-            values = g[col] * (100 if col == "missing_rate" else 1)
-            ax.plot(range(1, len(g) + 1), values, marker="o", label=name)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("drift check")
-        if not feats.empty:
+    for ax, chart in zip(axes.flat, charts):
+        for name, pts in chart["series"].items():
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=name)
+        ax.set_title(chart["title"], fontsize=9)
+        ax.set_xlabel(chart["x_label"], fontsize=8)
+        ax.set_ylabel(chart["y_label"], fontsize=8)
+        if chart["y_range"]:
+            ax.set_ylim(*chart["y_range"])
+        if len(chart["series"]) > 1:
             ax.legend(fontsize=7)
-    axes[0][1].set_xlabel("run")
-    for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return png(fig)
-
-
-def top_clients(cfg: dict[str, Any], model: Any, check: dict[str, Any] | None) -> pd.DataFrame:
-    """The highest-risk clients among the latest ingested rows (those of the latest drift check, else all)."""
-    start = int(check["data_start_bytes"]) if check and check.get("data_start_bytes") else 0
-    df = read_finaldata_since(cfg, start) if start else read_finaldata(cfg)
-    if df.empty:
-        return df
-    df = df.assign(risk=model.predict_proba(df[cfg["feature_columns"]])[:, 1])
-    return df.sort_values("risk", ascending=False).head(TOP_CLIENTS)
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    """A number for people: thousands separators, fixed decimals, '-' for none."""
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "-"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    return f"{float(v):,.{digits}f}"
 
 
 def _table(rows: list[list[Any]], widths: list[float] | None = None) -> Table:
@@ -175,18 +123,18 @@ def _table(rows: list[list[Any]], widths: list[float] | None = None) -> Table:
 
 def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str, bytes],
                 diag: dict[str, Any], check: dict[str, Any] | None, top: pd.DataFrame,
-                decisions: list[dict[str, Any]]) -> list[Any]:
+                decisions: list[dict[str, Any]], counts: dict[str, int]) -> list[Any]:
     """The report's content, top to bottom."""
     h1, h2, p = STYLES["Title"], STYLES["Heading2"], STYLES["BodyText"]
     s, m = manifest["scores"], manifest["model"]
     story: list[Any] = [Paragraph("Client attrition risk: model report", h1),
                         Paragraph(f"Release <b>{manifest['version']}</b> deployed {manifest['created_at']}; model "
-                                  f"trained {m.get('trained_at')} on {_num(m.get('rows'))} client rows "
-                                  f"({_pct(m.get('exited_rate'))} exited). Scored on {_num(s.get('rows'))} test rows.",
+                                  f"trained {m.get('trained_at')} on {number(m.get('rows'))} client rows "
+                                  f"({percent(m.get('exited_rate'))} exited). Scored on {number(s.get('rows'))} test rows.",
                                   p), Spacer(1, 6),
                         Paragraph("Model quality on the test data", h2),
                         _table([["F1", "precision", "recall", "accuracy", "ROC AUC"],
-                                [_num(s.get(k)) for k in ("f1", "precision", "recall", "accuracy", "roc_auc")]]),
+                                [number(s.get(k)) for k in ("f1", "precision", "recall", "accuracy", "roc_auc")]]),
                         Spacer(1, 8),
                         Table([[Image(io.BytesIO(images["confusion"]), 8 * cm, 6.6 * cm),
                                 Image(io.BytesIO(images["roc"]), 7.3 * cm, 6.6 * cm)]], hAlign="LEFT")]
@@ -195,7 +143,7 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
         story.append(Paragraph("No ingested rows yet.", p))
     else:
         rows = [["client", "risk of exit", *cfg["feature_columns"]]]
-        rows += [[r[cfg["id_column"]], f"{100 * r['risk']:.2f}%", *[_num(r[f], 0) for f in cfg["feature_columns"]]]
+        rows += [[r[cfg["id_column"]], f"{100 * r['risk']:.2f}%", *[number(r[f], 0) for f in cfg["feature_columns"]]]
                  for _, r in top.iterrows()]
         story.append(_table(rows))
     story += [Paragraph("Latest drift check", h2)]
@@ -203,8 +151,8 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
         story.append(Paragraph(f"Model drift: <b>{check['verdict']}</b> (rule {check['rule']}) - {check['reason']}. "
                                f"Data drift: <b>{check.get('data_verdict') or '-'}</b>.", p))
         rows = [["feature", "PSI", "PSI noise floor", "KS", "KS p-value", "missing", "verdict"]]
-        rows += [[f["feature"], _num(f.get("psi")), _num(f.get("psi_floor")), _num(f.get("ks")),
-                  _num(f.get("ks_pvalue"), 4), _pct(f.get("missing_rate")), f["verdict"]]
+        rows += [[f["feature"], number(f.get("psi")), number(f.get("psi_floor")), number(f.get("ks")),
+                  number(f.get("ks_pvalue"), 4), percent(f.get("missing_rate")), f["verdict"]]
                  for f in check.get("features", [])]
         story.append(_table(rows))
         for d in decisions:
@@ -213,29 +161,29 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
         story.append(Paragraph("No drift check has run yet.", p))
     if images.get("trends"):
         story += [PageBreak(), Paragraph("Trends over runs (history store)", h2),
+                  Paragraph(f"{number(counts['releases'])} release events, {number(counts['runs'])} fullprocess runs "
+                            f"that did work and {number(counts['checks'])} drift checks of new rows.", p),
                   Image(io.BytesIO(images["trends"]), 17 * cm, 11.3 * cm)]
-    story += [Paragraph(f"Summary statistics of the ingested data ({_num(diag['data_rows'])} rows)", h2)]
+    story += [Paragraph(f"Summary statistics of the ingested data ({number(diag['data_rows'])} rows)", h2)]
     rows = [["column", "count", "mean", "median", "std", "min", "max"]]
-    rows += [[c, _num(v["count"]), *[_num(v[k]) for k in ("mean", "median", "std", "min", "max")]]
+    rows += [[c, number(v["count"]), *[number(v[k]) for k in ("mean", "median", "std", "min", "max")]]
              for c, v in diag["summary_stats"].items()]
     story.append(_table(rows))
     story += [Paragraph("Missing data", h2),
-              _table([["column", "missing", "percent"]] + [[c, _num(v["count"]), f"{v['percent']:.2f}%"]
+              _table([["column", "missing", "percent"]] + [[c, number(v["count"]), f"{v['percent']:.2f}%"]
                                                           for c, v in diag["missing_data"].items()])]
     story += [Paragraph(f"Step timings ({diag['timings']['source']})", h2),
               _table([["step", "latest (s)", "median (s)", "runs"]] +
-                     [[k, _num(v["latest_seconds"]), _num(v["median_seconds"]), _num(v["runs"])]
+                     [[k, number(v["latest_seconds"]), number(v["median_seconds"]), number(v["runs"])]
                       for k, v in diag["timings"]["steps"].items()])]
     story += [Paragraph("Dependencies", h2),
               _table([["package", "required", "installed", "latest"]] +
                      [[d["package"], d["required"], d["installed"], d["latest"]]
                       for d in diag["dependencies"]["packages"]])]
-    out = cfg["output_folder_path"]
-    ingested = read_record(out / INGESTED_FILE, INGESTED_FIELDS)
-    rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
+    ingested, rejected = reportdata.file_records(cfg)
     story += [Paragraph(f"Ingested files ({len(ingested)})", h2),
               _table([["file", "rows read", "rows added", "ingested at"]] +
-                     [[e["name"], _num(_int(e["rows_read"])), _num(_int(e["rows_added"])), e["ingested_at"]]
+                     [[e["name"], number(record_int(e["rows_read"])), number(record_int(e["rows_added"])), e["ingested_at"]]
                       for e in ingested.values()])]
     story += [Paragraph(f"Rejected files ({len(rejected)})", h2)]
     if rejected:
@@ -246,29 +194,10 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
     return story
 
 
-def _pct(v: Any) -> str:
-    """A share as a percentage."""
-    return "-" if v is None else f"{100 * float(v):.1f}%"
 
 
-def _int(v: str) -> int | None:
-    """A record field as an int."""
-    return int(v) if v and v.lstrip("-").isdigit() else None
 
 
-def _latest_check(cfg: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The latest drift check (with the byte range it read) and the decisions of its run."""
-    def read(db: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        row = db.execute("SELECT * FROM drift_checks ORDER BY id DESC LIMIT 1").fetchone()
-        if row is None:
-            return None, []
-        run = db.execute("SELECT details FROM runs WHERE id = ?", (row["run_id"],)).fetchone()
-        start = json.loads(run["details"]).get("check", {}).get("data_start_bytes") if run else None
-        feats = [dict(f) for f in db.execute("SELECT * FROM feature_drift WHERE check_id = ?", (row["id"],))]
-        decisions = [dict(d) for d in db.execute("SELECT decision, reason FROM decisions WHERE run_id = ?",
-                                                 (row["run_id"],))]
-        return {**dict(row), "features": feats, "data_start_bytes": start}, decisions
-    return history.safely(cfg, "(reading) the latest check", read) or (None, [])
 
 
 def report(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -283,13 +212,16 @@ def report(cfg: dict[str, Any]) -> dict[str, Any]:
     pred = model.predict(test[cfg["feature_columns"]])
     s = manifest["scores"]
     images = {"confusion": confusion_png(y, pred, manifest["version"], s["f1"]),
-              "roc": roc_png(y, proba, s.get("roc_auc")), "trends": trend_png(trends(cfg))}
+              "roc": roc_png(y, proba, s.get("roc_auc"))}
+    history_tables = reportdata.trends(cfg)
+    images["trends"] = trend_png(reportdata.trend_series(history_tables))
     models = cfg["output_model_path"]
     atomic_write(models / CONFUSION_FILE, images["confusion"])
     atomic_write(models / ROC_FILE, images["roc"])
-    diag = _diagnostics(cfg)
-    check, decisions = _latest_check(cfg)
-    story = build_story(cfg, manifest, images, diag, check, top_clients(cfg, model, check), decisions)
+    diag = reportdata.saved_diagnostics(cfg, compute_if_missing=True)
+    check, decisions = reportdata.latest_check(cfg)
+    story = build_story(cfg, manifest, images, diag, check, reportdata.top_clients(cfg, model, check), decisions,
+                        reportdata.trend_counts(history_tables))
     stamp = datetime.now(timezone.utc)
     folder = cfg["report_folder_path"]
     path = folder / REPORT_FILE
@@ -307,12 +239,6 @@ def report(cfg: dict[str, Any]) -> dict[str, Any]:
             "confusion_matrix": display_path(cfg, models / CONFUSION_FILE)}
 
 
-def _diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The saved diagnostics, refreshed first when missing."""
-    try:
-        return json.loads((cfg["output_model_path"] / diagnostics.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return diagnostics.diagnose(cfg)
 
 
 def _footer(stamp: datetime, release: int) -> Any:

@@ -15,8 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score,
+                             roc_curve)
 
 import cli
 from atomicio import atomic_write, atomic_write_json
@@ -29,6 +31,7 @@ log = logging.getLogger("scoring")
 
 SCORE_FILE = "latestscore.txt"
 METRICS_FILE = "scores.json"
+ROC_POINTS = 200  # enough for a smooth curve on the dashboard, small enough for every manifest
 
 
 def read_test_data(cfg: dict[str, Any]) -> pd.DataFrame:
@@ -48,15 +51,26 @@ def metrics(model: Any, df: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]
     X = df[cfg["feature_columns"]]
     pred = model.predict(X)
     proba = model.predict_proba(X)[:, 1]
+    both = len(set(y.tolist())) == 2
     return {
         "f1": float(f1_score(y, pred, zero_division=0)),
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),
         "accuracy": float(accuracy_score(y, pred)),
-        "roc_auc": float(roc_auc_score(y, proba)) if len(set(y.tolist())) == 2 else None,
+        "roc_auc": float(roc_auc_score(y, proba)) if both else None,
         "rows": int(len(y)),
         "positives": int(y.sum()),
+        # [[stayed predicted stayed, stayed predicted exited], [exited predicted stayed, exited predicted exited]]
+        "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
+        "roc": roc_points(y, proba) if both else None,
     }
+
+
+def roc_points(y: Any, proba: Any) -> dict[str, list[float]]:
+    """The ROC curve as at most ROC_POINTS (fpr, tpr) pairs, so the dashboard can draw it without the model."""
+    fpr, tpr, _ = roc_curve(y, proba)
+    keep = sorted(set(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS)).round().astype(int).tolist()))
+    return {"fpr": [round(float(fpr[i]), 4) for i in keep], "tpr": [round(float(tpr[i]), 4) for i in keep]}
 
 
 def score(cfg: dict[str, Any], model_path: Path | None = None) -> dict[str, Any]:

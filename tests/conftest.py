@@ -1,15 +1,20 @@
 """Shared test fixtures: a throwaway workspace with the shipped data and a config pointing into it."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -70,3 +75,37 @@ def make_workspace(path: Path) -> Path:
     write_config(path)
     write_config(path, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels")
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn_server(ws: Path, workers: int = 2) -> Iterator[str]:
+    """A real gunicorn serving a workspace on a free loopback port, built as `make serve` builds it; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "RISK_CONFIG": str(ws / "config.json")}
+    env.pop("RISK_API_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "wsgi:app"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "health", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:  # not listening yet, or the workers are still importing
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"gunicorn did not start: {proc.stdout.read().decode()[-2000:]}")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
 
-from conftest import ROOT, make_workspace, run_script, write_config
+from conftest import ROOT, free_port, gunicorn_server, make_workspace, run_script, write_config
 
 FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
 
@@ -46,36 +43,11 @@ def client(deployed: Path) -> Any:
     return create_app(deployed / "config.json").test_client()
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(deployed: Path) -> Iterator[str]:
     """A real gunicorn serving the deployed workspace on a free loopback port; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "RISK_CONFIG": str(deployed / "config.json")}
-    env.pop("RISK_API_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-                             "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "health", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:  # not listening yet, or the workers are still importing
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"gunicorn did not start: {proc.stdout.read().decode()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=15)
+    with gunicorn_server(deployed) as url:
+        yield url
 
 
 # ---- predictions: every accepted request shape ------------------------------------------------------------
@@ -241,7 +213,7 @@ def test_bearer_token_protects_every_endpoint(deployed: Path, monkeypatch: pytes
 def test_openapi_lists_every_endpoint(client: Any) -> None:
     spec = client.get("/openapi.json").get_json()
     assert set(spec["paths"]) == {"/prediction", "/scoring", "/summarystats", "/diagnostics", "/health",
-                                  "/openapi.json"}
+                                  "/openapi.json", "/dashboard", "/dashboard/report.pdf"}
 
 
 # ---- the real server ---------------------------------------------------------------------------------------

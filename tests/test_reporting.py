@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import make_workspace, run_script
+from conftest import ROOT, make_workspace, run_script
 
 SECTIONS = ["Model quality on the test data", "Clients to call first", "Latest drift check",
             "Trends over runs", "Summary statistics of the ingested data", "Missing data", "Step timings",
@@ -67,3 +71,26 @@ def test_confusion_matrix_png_and_dated_copies(reported: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "report for release 2" in p.stdout
     assert len(sorted((reported / "reports").glob("report-*.pdf"))) >= len(first)
+
+
+def test_outputs_of_a_run_killed_before_them_are_made_by_the_next_tick(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    assert run_script("fullprocess.py", ws, config="config.practice.json").returncode == 0
+    marker = ws / "ingesteddata" / ".outputs-pending"
+    # Kill the run that deploys release 2 the moment it has decided its outputs are stale.
+    p = subprocess.Popen([sys.executable, str(ROOT / "fullprocess.py"), "--config", str(ws / "config.json")],
+                         cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while p.poll() is None and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert marker.exists(), "the run ended before it could be killed"
+    report = ws / "reports" / "report.pdf"
+    stale = subprocess.run([need("pdftotext"), str(report), "-"], capture_output=True, text=True).stdout
+    assert "Release 2" not in stale
+    # The next tick (there is no new file) refreshes the outputs of release 2 and clears the marker.
+    nxt = run_script("fullprocess.py", ws, timeout=300)
+    assert nxt.returncode == 0, nxt.stderr
+    text = subprocess.run([need("pdftotext"), str(report), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Release 2" in text and not marker.exists()

@@ -1,0 +1,132 @@
+"""The facts the PDF report and the /dashboard page both show, read from the artifacts and the history store.
+
+    t = trends(cfg); charts = trend_series(t)      # the four trend charts, as (x, y) series
+    check, decisions = latest_check(cfg)
+
+reporting.py draws these with matplotlib into the PDF; app.py renders them as HTML and inline SVG. Keeping the
+reading here means the two can never disagree about what a chart or table holds.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+import diagnostics
+import history
+from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, read_record
+from ingestion import read_finaldata, read_finaldata_since
+
+TOP_CLIENTS = 20
+REPORT_FILE = "report.pdf"  # in report_folder_path; reporting.py writes it, the dashboard links to it
+
+
+def number(v: Any, digits: int = 3) -> str:
+    """A number for people: thousands separators, fixed decimals, '-' for none."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu"):
+        return f"{int(v):,}"
+    return f"{float(v):,.{digits}f}"
+
+
+def percent(v: Any, digits: int = 1) -> str:
+    """A share (0-1) as a percentage."""
+    return "-" if v is None else f"{100 * float(v):.{digits}f}%"
+
+
+def when(iso: str | None) -> str:
+    """A stored ISO 8601 UTC timestamp as people read it: '2026-11-23 16:48 UTC'."""
+    return f"{iso[:10]} {iso[11:16]} UTC" if iso and len(iso) >= 16 else (iso or "-")
+
+
+def record_int(v: str) -> int | None:
+    """A file-record field as an int."""
+    return int(v) if v and v.lstrip("-").isdigit() else None
+
+
+def saved_diagnostics(cfg: dict[str, Any], compute_if_missing: bool = False) -> dict[str, Any]:
+    """The diagnostics.json diagnostics.py last wrote; computed afresh (or empty) when there is none."""
+    try:
+        return json.loads((cfg["output_model_path"] / diagnostics.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return diagnostics.diagnose(cfg) if compute_if_missing else {}
+
+
+def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """The ingested and the rejected files, as recorded by ingestion."""
+    out = cfg["output_folder_path"]
+    return read_record(out / INGESTED_FILE, INGESTED_FIELDS), read_record(out / REJECTED_FILE, REJECTED_FIELDS)
+
+
+def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Tables from the history store: releases, timings of successful step runs, per-feature drift per check."""
+    def read(db: Any) -> dict[str, pd.DataFrame]:
+        q = lambda sql, *args: pd.read_sql_query(sql, db, params=args)  # noqa: E731
+        marks = ", ".join("?" * len(diagnostics.TIMED_STEPS))
+        return {
+            "releases": q("SELECT version, action, f1, at FROM releases ORDER BY rowid"),
+            "timings": q(f"SELECT id, step, seconds, started_at FROM runs WHERE outcome = 'ok' AND step IN ({marks}) "
+                         "ORDER BY id", *diagnostics.TIMED_STEPS),
+            # a check of zero new rows (a run that only rejected files) has nothing to plot
+            "features": q("SELECT c.id AS check_id, f.feature, f.psi, f.ks, f.missing_rate, f.verdict FROM "
+                          "feature_drift f JOIN drift_checks c ON c.id = f.check_id WHERE c.new_rows > 0 "
+                          "ORDER BY c.id"),
+        }
+    return history.safely(cfg, "(reading) trends", read) or {}
+
+
+def trend_series(t: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """The four trend charts: score per release, step timings per run, missing data and data drift per check."""
+    if not t:
+        return []
+    rel, timings, feats = t["releases"], t["timings"], t["features"]
+    checks = {cid: i + 1 for i, cid in enumerate(feats["check_id"].drop_duplicates())}
+    per_check = lambda col, scale: {  # noqa: E731
+        name: [(checks[c], scale * v) for c, v in zip(g["check_id"], g[col])] for name, g in feats.groupby("feature")}
+    return [
+        {"title": "F1 on the test data per release", "x_label": "release event", "y_label": "F1", "y_range": (0, 1),
+         "series": {"F1": [(i + 1, f, f"release {v} ({a})") for i, (v, a, f)
+                           in enumerate(zip(rel["version"], rel["action"], rel["f1"]))]}},
+        {"title": "Step duration per run", "x_label": "run of the step", "y_label": "seconds", "y_range": None,
+         "series": {step: list(enumerate(g["seconds"], start=1)) for step, g in timings.groupby("step", sort=False)}},
+        {"title": "Missing values per drift check", "x_label": "drift check", "y_label": "% of new rows",
+         "y_range": None, "series": per_check("missing_rate", 100)},
+        {"title": "Data drift per drift check (PSI)", "x_label": "drift check", "y_label": "PSI", "y_range": None,
+         "series": per_check("psi", 1)},
+    ]
+
+
+def trend_counts(t: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """How many release events, fullprocess runs that did work and drift checks of new rows the charts cover."""
+    if not t:
+        return {"releases": 0, "runs": 0, "checks": 0}
+    return {"releases": len(t["releases"]), "runs": int((t["timings"]["step"] == "fullprocess").sum()),
+            "checks": int(t["features"]["check_id"].nunique())}
+
+
+def latest_check(cfg: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The latest drift check (with the byte range it read) and the decisions of its run."""
+    def read(db: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        row = db.execute("SELECT * FROM drift_checks ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None, []
+        run = db.execute("SELECT details FROM runs WHERE id = ?", (row["run_id"],)).fetchone()
+        start = json.loads(run["details"]).get("check", {}).get("data_start_bytes") if run else None
+        feats = [dict(f) for f in db.execute("SELECT * FROM feature_drift WHERE check_id = ?", (row["id"],))]
+        decisions = [dict(d) for d in db.execute("SELECT decision, reason FROM decisions WHERE run_id = ?",
+                                                 (row["run_id"],))]
+        return {**dict(row), "features": feats, "data_start_bytes": start}, decisions
+    return history.safely(cfg, "(reading) the latest check", read) or (None, [])
+
+
+def top_clients(cfg: dict[str, Any], model: Any, check: dict[str, Any] | None) -> pd.DataFrame:
+    """The highest-risk clients among the latest ingested rows (those of the latest drift check, else all)."""
+    start = int(check["data_start_bytes"]) if check and check.get("data_start_bytes") else 0
+    df = read_finaldata_since(cfg, start) if start else read_finaldata(cfg)
+    if df.empty:
+        return df.assign(risk=pd.Series(dtype=float))
+    df = df.assign(risk=model.predict_proba(df[cfg["feature_columns"]])[:, 1])
+    return df.sort_values("risk", ascending=False).head(TOP_CLIENTS)
