@@ -31,7 +31,7 @@ from reportlab.lib import colors  # noqa: E402
 from reportlab.lib.pagesizes import A4  # noqa: E402
 from reportlab.lib.styles import getSampleStyleSheet  # noqa: E402
 from reportlab.lib.units import cm  # noqa: E402
-from reportlab.platypus import (Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table,  # noqa: E402
+from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,  # noqa: E402
                                 TableStyle)
 from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 
@@ -160,10 +160,11 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
     else:
         story.append(Paragraph("No drift check has run yet.", p))
     if images.get("trends"):
-        story += [PageBreak(), Paragraph("Trends over runs (history store)", h2),
-                  Paragraph(f"{number(counts['releases'])} release events, {number(counts['runs'])} fullprocess runs "
-                            f"that did work and {number(counts['checks'])} drift checks of new rows.", p),
-                  Image(io.BytesIO(images["trends"]), 17 * cm, 11.3 * cm)]
+        story.append(KeepTogether([  # the heading and its caption move to the next page with the charts
+            Paragraph("Trends over runs (history store)", h2),
+            Paragraph(f"{number(counts['releases'])} release events, {number(counts['runs'])} fullprocess runs "
+                      f"that did work and {number(counts['checks'])} drift checks of new rows.", p),
+            Image(io.BytesIO(images["trends"]), 17 * cm, 11.3 * cm)]))
     story += [Paragraph(f"Summary statistics of the ingested data ({number(diag['data_rows'])} rows)", h2)]
     rows = [["column", "count", "mean", "median", "std", "min", "max"]]
     rows += [[c, number(v["count"]), *[number(v[k]) for k in ("mean", "median", "std", "min", "max")]]
