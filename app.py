@@ -25,13 +25,16 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 import pandas as pd
 from flask import Flask, Response, jsonify, redirect, render_template, request, send_file, url_for
+from flask.json.provider import JSONProvider
 from werkzeug.exceptions import HTTPException
 
 import deployment
@@ -49,6 +52,8 @@ log = logging.getLogger("api")
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 PATH_KEYS = ("filepath", "file_path", "data_file", "data_path")
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+FILES_CACHED = 4  # parsed data files kept per worker (each at most api.max_rows rows)
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
@@ -60,17 +65,32 @@ class ClientError(Exception):
         self.status = status
 
 
+class OrjsonProvider(JSONProvider):
+    """Flask's JSON through orjson (Flask's documented extension point): numpy arrays and NaN (as null) included."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, option=ORJSON_OPTIONS).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        return self._app.response_class(orjson.dumps(self._prepare_response_obj(args, kwargs), option=ORJSON_OPTIONS),
+                                        mimetype="application/json")
+
+
 def create_app(config_path: str | Path | None = None) -> Flask:
     """Build the Flask app for one config (default: $RISK_CONFIG, else config.json beside the scripts)."""
     cfg = load_config(config_path or os.environ.get("RISK_CONFIG") or DEFAULT_CONFIG)
     app = Flask(__name__)
     app.config["RISK"] = cfg
     app.config["MAX_CONTENT_LENGTH"] = cfg["api"]["max_body_bytes"]
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     app.jinja_env.filters.update(number=reportdata.number, percent=reportdata.percent,
                                  int_field=lambda v: reportdata.number(reportdata.record_int(v)),
                                  when=reportdata.when)
-    state = {"lock": threading.Lock(), "folder": None, "model": None, "manifest": None, "cache": {}}
+    state = {"lock": threading.Lock(), "folder": None, "model": None, "manifest": None, "cache": {},
+             "files": OrderedDict(), "files_lock": threading.Lock()}
     token = os.environ.get(cfg["api"]["token_env"]) or None
     if token is None and cfg["api"]["host"] not in ("127.0.0.1", "localhost", "::1"):
         log.warning("API bound to %s without a bearer token: anyone who can reach it can use it; set %s",
@@ -104,15 +124,15 @@ def create_app(config_path: str | Path | None = None) -> Flask:
     @app.route("/prediction", methods=["GET", "POST"])
     def prediction() -> Response:
         """Predictions and risk probabilities for the rows a request carries or names."""
-        df = _request_frame(cfg)
+        df = _request_frame(cfg, state)
         if len(df) > cfg["api"]["max_rows"]:
             raise ClientError(413, f"{len(df):,} rows is more than the {cfg['api']['max_rows']:,}-row limit")
         model, manifest = _deployed(cfg, state)
-        X = df[cfg["feature_columns"]]
-        proba = model.predict_proba(X)[:, 1]
+        proba = model.predict_proba(df[cfg["feature_columns"]])[:, 1]
+        # whole-array conversions: a Python loop over 10,000 rows costs more than the prediction itself
         out: dict[str, Any] = {"release": manifest["version"], "rows": len(df),
-                               "predictions": [int(p) for p in (proba > 0.5)],  # as model.predict
-                               "probabilities": [round(float(p), 6) for p in proba]}
+                               "predictions": (proba > 0.5).astype(int).tolist(),  # as model.predict
+                               "probabilities": proba.round(6).tolist()}
         if cfg["id_column"] in df:
             out["ids"] = df[cfg["id_column"]].astype(str).tolist()
         return jsonify(out)
@@ -281,24 +301,24 @@ def _cached_stats(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str,
     return stats, len(df)
 
 
-def _request_frame(cfg: dict[str, Any]) -> pd.DataFrame:
+def _request_frame(cfg: dict[str, Any], state: dict[str, Any]) -> pd.DataFrame:
     """The typed rows a prediction request carries or names; ClientError says what is wrong."""
     if request.method == "GET":
-        return _file_frame(cfg, _path_arg(request.args))
+        return _file_frame(cfg, state, _path_arg(request.args))
     ctype = (request.mimetype or "").lower()
     body = request.get_data(cache=False)
     if not body:
         if _path_arg(request.args):
-            return _file_frame(cfg, _path_arg(request.args))
+            return _file_frame(cfg, state, _path_arg(request.args))
         raise ClientError(400, "empty request body: send JSON, a CSV body, or ?filepath=")
     if ctype in ("text/csv", "application/csv", "text/plain"):
         return _checked(lambda: parse_csv(body, cfg, "request body", require_target=False))
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise ClientError(400, f"malformed JSON body: {e}") from None
     if isinstance(payload, dict) and _path_arg(payload):
-        return _file_frame(cfg, _path_arg(payload))
+        return _file_frame(cfg, state, _path_arg(payload))
     return _checked(lambda: typed_frame(_json_rows(payload, cfg), cfg, "request", require_target=False))
 
 
@@ -351,14 +371,27 @@ def resolve_data_path(cfg: dict[str, Any], value: str) -> Path:
     raise ClientError(404, f"no file '{value}' in the data folders ({names})")
 
 
-def _file_frame(cfg: dict[str, Any], value: str | None) -> pd.DataFrame:
-    """The typed rows of a data file named by a client."""
+def _file_frame(cfg: dict[str, Any], state: dict[str, Any], value: str | None) -> pd.DataFrame:
+    """The typed rows of a data file named by a client, parsed once per version of the file."""
     if value is None:
         raise ClientError(400, f"name a data file with one of {', '.join(PATH_KEYS)}")
     path = resolve_data_path(cfg, value)
-    if path.stat().st_size > cfg["api"]["max_body_bytes"] * 16:
+    st = path.stat()
+    if st.st_size > cfg["api"]["max_body_bytes"] * 16:
         raise ClientError(413, f"'{value}' is too large to score in one request")
-    return _checked(lambda: parse_csv(path.read_bytes(), cfg, value, require_target=False))
+    key = (path, st.st_size, st.st_mtime_ns)  # a rewritten file has a new size or mtime, so it is parsed again
+    files = state["files"]
+    with state["files_lock"]:
+        if key in files:
+            files.move_to_end(key)
+            return files[key]
+    df = _checked(lambda: parse_csv(path.read_bytes(), cfg, value, require_target=False))
+    if len(df) <= cfg["api"]["max_rows"]:  # larger files are refused; keeping them would only cost memory
+        with state["files_lock"]:
+            files[key] = df
+            while len(files) > FILES_CACHED:
+                files.popitem(last=False)
+    return df
 
 
 def _json_rows(payload: Any, cfg: dict[str, Any]) -> pd.DataFrame:

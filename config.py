@@ -55,6 +55,7 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.host": ("127.0.0.1", str, "", "address gunicorn binds to (loopback unless you mean it)"),
     "api.port": (8000, int, "", "port gunicorn binds to"),
     "api.workers": (0, int, "", "gunicorn workers; 0 = one per CPU core"),
+    "api.threads": (4, int, "", "threads per gunicorn worker (keep-alive clients and slow readers do not block)"),
     "api.timeout": (30, int, "", "seconds a worker may spend on one request"),
     "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
     "api.max_body_bytes": (16_000_000, int, "", "largest request body accepted"),
