@@ -8,10 +8,14 @@ directory listing. Each record is a tab-separated text file, one line per file, 
 
 A file is "new" when its name is in neither record, or its content hash differs from the recorded one; the
 size and mtime are checked first so only files that look changed are hashed.
+
+A name is written with "%", control characters (tab, newline, the "\\r" of a macOS "Icon\\r") and bytes that are not
+UTF-8 as %XX, so any file name the folder can hold fits on its line and reads back as the same name.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ INGESTED_FIELDS = ["name", "sha256", "size", "mtime_ns", "rows_read", "rows_adde
 REJECTED_FIELDS = ["name", "sha256", "size", "mtime_ns", "reason", "rejected_at"]
 INGESTED_FILE = "ingestedfiles.txt"
 REJECTED_FILE = "rejectedfiles.txt"
+ESCAPED = re.compile(r"%([0-9A-F]{2})")
 
 
 def list_data_files(folder: Path, ext: str) -> list[Path]:
@@ -50,6 +55,7 @@ def read_record(path: Path, fields: list[str]) -> dict[str, dict[str, Any]]:
         if not parts[0]:
             continue
         entry = dict(zip(fields, parts + [""] * (len(fields) - len(parts))))
+        entry["name"] = unescape_name(entry["name"])
         entries[entry["name"]] = entry
     return entries
 
@@ -59,13 +65,35 @@ def write_record(path: Path, fields: list[str], entries: dict[str, dict[str, Any
     lines = []
     for name in sorted(entries):
         e = entries[name]
-        lines.append("\t".join(_clean(e.get(f, "")) for f in fields))
+        lines.append("\t".join([escape_name(name), *(_clean(e.get(f, "")) for f in fields[1:])]))
     atomic_write(path, "".join(line + "\n" for line in lines))
 
 
 def _clean(value: Any) -> str:
     """A field value that cannot break the one-line, tab-separated format."""
-    return " ".join(str(value).replace("\t", " ").split()) if value is not None else ""
+    if value is None:
+        return ""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")  # no undecodable name can stop a write
+    return " ".join(text.replace("\t", " ").split())
+
+
+def escape_name(name: str) -> str:
+    """A file name as one printable line: %, control characters and undecodable bytes become %XX."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.listdir hands it over (surrogateescape)
+            out.append(f"%{code - 0xDC00:02X}")
+        elif ch == "%" or code < 0x20 or code == 0x7F:
+            out.append(f"%{code:02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape_name(text: str) -> str:
+    """The file name escape_name() wrote."""
+    return ESCAPED.sub(lambda m: chr(int(m[1], 16) + (0xDC00 if int(m[1], 16) >= 0x80 else 0)), text)
 
 
 def same_stat(entry: dict[str, Any] | None, st: os.stat_result) -> bool:

@@ -9,6 +9,8 @@ their rows appended to <output_folder_path>/finaldata.csv, minus exact duplicate
 and against everything ingested before), and are listed in ingestedfiles.txt with their content hash. A bad
 file is listed in rejectedfiles.txt with the reason, and retried only once its content changes. Files already
 ingested and unchanged are skipped; a changed file is ingested again. Source files are never modified.
+A symbolic link that leads out of the input folder is rejected unread. A file that cannot be read, or that
+changed while it was read (a writer still at work), is reported and tried again next run, not recorded.
 
 De-duplication keeps a sorted array of 64-bit row hashes (rowhashes.npz) beside finaldata.csv, so a run costs
 in proportion to the new data, not to everything ingested so far. The hashes are a cache: when they do not
@@ -16,7 +18,9 @@ match finaldata.csv (a run killed between the two writes) they are rebuilt from 
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,8 +33,8 @@ import cli
 from atomicio import LockBusy, atomic_file, file_lock, remove_stale_temps, sha256_bytes
 from config import display_path
 from datacontract import DataError, columns, parse_csv
-from filerecord import (INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, list_data_files,
-                        read_record, record_name, same_stat, write_record)
+from filerecord import (INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, escape_name,
+                        list_data_files, read_record, record_name, same_stat, write_record)
 
 log = logging.getLogger("ingestion")
 
@@ -189,6 +193,7 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     changed_record = False
     for path in files:
         name = record_name(path, root)
+        shown = escape_name(name)  # control characters or undecodable bytes in a name must not break a line
         try:
             st = path.stat()
             if same_stat(ingested.get(name), st):
@@ -197,29 +202,34 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
             if same_stat(rejected.get(name), st):
                 result["still_rejected_files"] += 1
                 continue
-            data = path.read_bytes()
+            outside = link_outside(path, cfg["input_folder_path"])
+            data, st = (b"", st) if outside else read_whole(path)
         except OSError as e:
-            log.warning("%s: cannot read file (%s); will try again next run", name, e.strerror or e)
-            result["rejected_files"].append({"name": name, "reason": f"cannot read file ({e.strerror or e})"})
+            reason = f"{shown}: {_unreadable(e)}; will try again next run"  # not recorded: nothing to remember
+            log.warning("skipped %s", reason)
+            result["rejected_files"].append({"name": shown, "reason": reason})
             continue
-        digest = sha256_bytes(data)
-        stat = {"sha256": digest, "size": str(len(data)), "mtime_ns": str(st.st_mtime_ns)}
-        if ingested.get(name, {}).get("sha256") == digest:
+        digest = "" if outside else sha256_bytes(data)
+        stat = {"sha256": digest, "size": str(st.st_size), "mtime_ns": str(st.st_mtime_ns)}
+        if digest and ingested.get(name, {}).get("sha256") == digest:
             ingested[name].update(stat)  # touched, not changed: remember the new mtime so it is not hashed again
             result["unchanged_files"] += 1
             changed_record = True
             continue
-        if rejected.get(name, {}).get("sha256") == digest:
+        if digest and rejected.get(name, {}).get("sha256") == digest:
             rejected[name].update(stat)
             result["still_rejected_files"] += 1
             changed_record = True
             continue
         try:
-            df = parse_csv(data, cfg, name)
+            if outside:
+                raise DataError(f"{shown}: a symbolic link to {escape_name(str(outside))}, outside the input "
+                                f"folder; expected a file in the folder (copy it in instead)")
+            df = parse_csv(data, cfg, shown)
         except DataError as e:
             log.warning("rejected %s", e)
             rejected[name] = {"name": name, **stat, "reason": str(e), "rejected_at": _now()}
-            result["rejected_files"].append({"name": name, "reason": str(e)})
+            result["rejected_files"].append({"name": shown, "reason": str(e)})
             changed_record = True
             continue
         accepted.append((name, stat, df))
@@ -232,10 +242,11 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
             ingested[name] = {"name": name, **stat, "rows_read": str(len(df)), "rows_added": str(len(fresh)),
                               "ingested_at": _now()}
             rejected.pop(name, None)
-            result["ingested_files"].append({"name": name, "rows_read": len(df), "rows_added": len(fresh)})
+            result["ingested_files"].append({"name": escape_name(name), "rows_read": len(df),
+                                             "rows_added": len(fresh)})
             result["rows_read"] += len(df)
             result["rows_added"] += len(fresh)
-            log.info("ingested %s: %d rows read, %d new", name, len(df), len(fresh))
+            log.info("ingested %s: %d rows read, %d new", escape_name(name), len(df), len(fresh))
         # Order matters for a kill at any point: data first, then its hashes, then the records that
         # say the files are done. A file not yet recorded is simply ingested again, and de-duplicated.
         append_finaldata(cfg, frames)
@@ -249,6 +260,32 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     result["seconds"] = round(time.monotonic() - started, 3)
     result["log"] = display_path(cfg, cfg["log_folder_path"] / "ingestion.log")
     return result
+
+
+def read_whole(path: Path) -> tuple[bytes, os.stat_result]:
+    """A file's bytes and its stat; OSError when it changed while being read (a writer still at work)."""
+    with open(path, "rb") as f:
+        before = os.fstat(f.fileno())
+        data = f.read()
+        after = os.fstat(f.fileno())
+    if len(data) != after.st_size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise OSError(errno.EAGAIN, "changed while being read (still being written?)")
+    return data, after
+
+
+def _unreadable(e: OSError) -> str:
+    """Why a file could not be read, and what was expected of it."""
+    if e.errno == errno.EAGAIN:
+        return f"{e.strerror}, expected a finished file"
+    return f"cannot read file ({e.strerror or e}), expected a readable file"
+
+
+def link_outside(path: Path, folder: Path) -> Path | None:
+    """Where a symbolic link in the input folder leads, when that is outside the folder (else None)."""
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    return None if target.is_relative_to(folder.resolve()) else target
 
 
 def _now() -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 import diagnostics
 import history
-from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, read_record
+from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, escape_name, read_record
 from ingestion import read_finaldata, read_finaldata_since
 
 TOP_CLIENTS = 20
@@ -58,7 +58,10 @@ def saved_diagnostics(cfg: dict[str, Any], compute_if_missing: bool = False) -> 
 def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
     """The ingested and the rejected files, as recorded by ingestion."""
     out = cfg["output_folder_path"]
-    return read_record(out / INGESTED_FILE, INGESTED_FIELDS), read_record(out / REJECTED_FILE, REJECTED_FIELDS)
+    # names as one printable line: a name with control characters or undecodable bytes must not break a page
+    shown = lambda record: {k: {**e, "name": escape_name(e["name"])} for k, e in record.items()}  # noqa: E731
+    return (shown(read_record(out / INGESTED_FILE, INGESTED_FIELDS)),
+            shown(read_record(out / REJECTED_FILE, REJECTED_FIELDS)))
 
 
 def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+from html import escape  # reportlab paragraphs are markup: a '<' in a file name must stay text
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,8 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
         story.append(_table(rows))
     story += [Paragraph("Latest drift check", h2)]
     if check:
-        story.append(Paragraph(f"Model drift: <b>{check['verdict']}</b> (rule {check['rule']}) - {check['reason']}. "
+        story.append(Paragraph(f"Model drift: <b>{check['verdict']}</b> (rule {check['rule']}) - "
+                               f"{escape(check['reason'])}. "
                                f"Data drift: <b>{check.get('data_verdict') or '-'}</b>.", p))
         rows = [["feature", "PSI", "PSI noise floor", "KS", "KS p-value", "missing", "verdict"]]
         rows += [[f["feature"], number(f.get("psi")), number(f.get("psi_floor")), number(f.get("ks")),
@@ -156,7 +158,7 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
                  for f in check.get("features", [])]
         story.append(_table(rows))
         for d in decisions:
-            story.append(Paragraph(f"Decision <b>{d['decision']}</b>: {d['reason']}", p))
+            story.append(Paragraph(f"Decision <b>{d['decision']}</b>: {escape(d['reason'])}", p))
     else:
         story.append(Paragraph("No drift check has run yet.", p))
     if images.get("trends"):
@@ -188,7 +190,7 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
                       for e in ingested.values()])]
     story += [Paragraph(f"Rejected files ({len(rejected)})", h2)]
     if rejected:
-        story.append(_table([["file", "reason"]] + [[e["name"], Paragraph(e["reason"], STYLES["Code"])]
+        story.append(_table([["file", "reason"]] + [[e["name"], Paragraph(escape(e["reason"]), STYLES["Code"])]
                                                      for e in rejected.values()], [5 * cm, 12 * cm]))
     else:
         story.append(Paragraph("None.", p))

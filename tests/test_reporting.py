@@ -19,6 +19,9 @@ SECTIONS = ["Model quality on the test data", "Clients to call first", "Latest d
             "Dependencies", "Ingested files", "Rejected files"]
 
 
+ODD_NAME = "q3 <final> & signed.csv"
+
+
 def need(tool: str) -> str:
     """The path of a poppler tool; the test fails (not skips) without it: .ci/run installs poppler-utils."""
     path = shutil.which(tool)
@@ -31,6 +34,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace where fullprocess bootstrapped, detected drift, redeployed and wrote the report."""
     ws = make_workspace(tmp_path_factory.mktemp("report"))
     (ws / "sourcedata" / "broken.csv").write_text("corporation,lastmonth_activity\nabc,1\n")
+    (ws / "sourcedata" / ODD_NAME).write_text("corporation;exited\nabc;1\n")  # reportlab markup in a name
     for config in ("config.practice.json", "config.json"):
         p = run_script("fullprocess.py", ws, config=config, timeout=300)
         assert p.returncode == 0, p.stderr
@@ -47,6 +51,7 @@ def test_report_has_every_section_and_the_current_f1(reported: Path) -> None:
     assert f"{f1:.3f}" in text
     assert "Release 2" in text or "release 2" in text
     assert "sourcedata/broken.csv" in text and "missing column" in text  # the rejected file and why
+    assert ODD_NAME in " ".join(text.split())
     pages = text.count("\f")
     for n in range(1, pages + 1):
         assert f"page {n}" in text
