@@ -12,15 +12,17 @@ Endpoints (openapi.json describes them; GET /openapi.json serves it):
     GET  /diagnostics  timings, missing data, dependency table, latest drift check
     GET  /health       liveness and the deployed release
 
-A file path is resolved only inside the configured data folders. Client mistakes get 4xx with {"error": ...}.
+A file path is resolved only inside the configured data folders. Client mistakes get 4xx with {"error": ...}:
+a body must be uncompressed UTF-8 JSON or CSV (415 otherwise), at most api.max_body_bytes (413), and arrive within
+api.timeout seconds (408; gunicorn.conf.py's worker cuts off clients that send too slowly or stop halfway).
 The deployed model is loaded once per worker and loaded again when `current` points at another release (one
 readlink per request); a request uses one release's model and manifest throughout. Set the environment variable
 named by api.token_env to require `Authorization: Bearer <token>` on every endpoint.
 """
 from __future__ import annotations
 
+import codecs
 import hmac
-import io
 import json
 import logging
 import os
@@ -35,7 +37,7 @@ import orjson
 import pandas as pd
 from flask import Flask, Response, jsonify, redirect, render_template, request, send_file, url_for
 from flask.json.provider import JSONProvider
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 import deployment
 import diagnostics
@@ -55,6 +57,10 @@ PATH_KEYS = ("filepath", "file_path", "data_file", "data_path")
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 FILES_CACHED = 4  # parsed data files kept per worker (each at most api.max_rows rows)
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+# no Content-Type at all, and curl -d's form type, are read as JSON: clients send JSON that way every day
+JSON_TYPES = ("application/json", "", "application/x-www-form-urlencoded")
+SHOWN_CHARS = 200  # a client's path is echoed in error messages up to this length
 
 
 class ClientError(Exception):
@@ -89,7 +95,9 @@ def create_app(config_path: str | Path | None = None) -> Flask:
     app.jinja_env.filters.update(number=reportdata.number, percent=reportdata.percent,
                                  int_field=lambda v: reportdata.number(reportdata.record_int(v)),
                                  when=reportdata.when)
-    state = {"lock": threading.Lock(), "folder": None, "model": None, "manifest": None, "cache": {},
+    # "release" is (folder, model, manifest), replaced as one value: a thread reading it while another loads a new
+    # release gets one release's model and manifest, never one of each
+    state = {"lock": threading.Lock(), "release": (None, None, None), "cache": {},
              "files": OrderedDict(), "files_lock": threading.Lock()}
     token = os.environ.get(cfg["api"]["token_env"]) or None
     if token is None and cfg["api"]["host"] not in ("127.0.0.1", "localhost", "::1"):
@@ -163,7 +171,7 @@ def create_app(config_path: str | Path | None = None) -> Flask:
         """Liveness and the deployed release."""
         release = deployment.current_release(cfg)
         return jsonify({"status": "ok", "release": release["version"] if release else None,
-                        "model_loaded": state["model"] is not None})
+                        "model_loaded": state["release"][1] is not None})
 
     @app.get("/")
     def index() -> Response:
@@ -201,21 +209,30 @@ def _error(status: int, message: str) -> Response:
 def _deployed(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The current release's model and manifest, loading it again only when `current` moved."""
     folder = deployment.current_dir(cfg)
-    if folder is None:
-        raise ClientError(503, "no release is deployed yet; run fullprocess.py")
-    if folder != state["folder"]:
-        with state["lock"]:
-            if folder != state["folder"]:
-                try:
-                    manifest = {**deployment.read_manifest(folder), "folder": str(folder)}
-                    model, _ = load_model(folder / "trainedmodel.pkl",
-                                          expected_sha256=manifest["files"]["trainedmodel.pkl"])
-                except (ModelError, OSError, ValueError) as e:
-                    log.error("cannot load release %s: %s", folder, e)
-                    raise ClientError(503, f"the deployed release cannot be loaded: {e}") from None
-                state.update(folder=folder, model=model, manifest=manifest)
-                log.info("loaded release %s", manifest["version"])
-    return state["model"], state["manifest"]
+    loaded, model, manifest = state["release"]
+    if folder is not None and folder == loaded:
+        return model, manifest
+    with state["lock"]:
+        for _ in range(3):  # a deployment may switch away from (and prune) the release being loaded: follow it
+            folder = deployment.current_dir(cfg)
+            if folder is None:
+                raise ClientError(503, "no release is deployed yet; run fullprocess.py")
+            loaded, model, manifest = state["release"]
+            if folder == loaded:
+                return model, manifest
+            try:
+                manifest = {**deployment.read_manifest(folder), "folder": str(folder)}
+                model, _ = load_model(folder / "trainedmodel.pkl",
+                                      expected_sha256=manifest["files"]["trainedmodel.pkl"])
+            except (ModelError, OSError, ValueError) as e:
+                if deployment.current_dir(cfg) != folder:
+                    continue
+                log.error("cannot load release %s: %s", folder, e)
+                raise ClientError(503, f"the deployed release cannot be loaded: {e}") from None
+            state["release"] = (folder, model, manifest)
+            log.info("loaded release %s", manifest["version"])
+            return model, manifest
+    raise ClientError(503, "the deployed release changed three times while loading it; try again")
 
 
 def dashboard_facts(cfg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +279,7 @@ def _release_scores(manifest: dict[str, Any]) -> dict[str, Any]:
 def _cached_top_clients(cfg: dict[str, Any], state: dict[str, Any], model: Any,
                         check: dict[str, Any] | None) -> pd.DataFrame:
     """The clients to call first, recomputed only when the release, the data or the latest check changes."""
-    key = (state["folder"], _stat_key(cfg["output_folder_path"] / FINALDATA_FILE), check and check["id"])
+    key = (state["release"][0], _stat_key(cfg["output_folder_path"] / FINALDATA_FILE), check and check["id"])
     cached = state["cache"].get("top")
     if cached and cached[0] == key:
         return cached[1]
@@ -306,20 +323,84 @@ def _request_frame(cfg: dict[str, Any], state: dict[str, Any]) -> pd.DataFrame:
     if request.method == "GET":
         return _file_frame(cfg, state, _path_arg(request.args))
     ctype = (request.mimetype or "").lower()
-    body = request.get_data(cache=False)
+    is_json = ctype in JSON_TYPES or ctype.endswith("+json")
+    if ctype not in CSV_TYPES and not is_json:
+        raise ClientError(415, f"Content-Type '{ctype}' is not accepted: send JSON (application/json) or a CSV "
+                               f"body (text/csv), or name a file with ?filepath=")
+    body = _request_body(cfg)
     if not body:
         if _path_arg(request.args):
             return _file_frame(cfg, state, _path_arg(request.args))
         raise ClientError(400, "empty request body: send JSON, a CSV body, or ?filepath=")
-    if ctype in ("text/csv", "application/csv", "text/plain"):
+    if not is_json:
         return _checked(lambda: parse_csv(body, cfg, "request body", require_target=False))
-    try:
-        payload = orjson.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ClientError(400, f"malformed JSON body: {e}") from None
+    payload = _json_body(body)
     if isinstance(payload, dict) and _path_arg(payload):
         return _file_frame(cfg, state, _path_arg(payload))
     return _checked(lambda: typed_frame(_json_rows(payload, cfg), cfg, "request", require_target=False))
+
+
+def _request_body(cfg: dict[str, Any]) -> bytes:
+    """The whole request body; ClientError when it is compressed, unreadable, cut short or over the size limit."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ClientError(415, f"Content-Encoding '{encoding}' is not accepted; send the body uncompressed")
+    limit = cfg["api"]["max_body_bytes"]
+    try:
+        body = request.get_data(cache=False)  # werkzeug stops at the limit; a larger Content-Length is a 413
+        # a body without Content-Length (chunked) is cut at the limit: one more byte means it was larger
+        over = request.content_length is None and len(body) >= limit and request.input_stream.read(1)
+    except ClientDisconnected:
+        raise ClientError(408, "the client stopped sending before the whole request body arrived") from None
+    except HTTPException:
+        raise
+    except Exception as e:  # the server's body reader: malformed chunked encoding, a connection that broke
+        raise ClientError(400, f"the request body could not be read: {e}") from None
+    if over:
+        raise RequestEntityTooLarge()
+    if request.content_length is not None and len(body) < request.content_length:
+        # the server stops reading a body that is not in after api.timeout seconds (gunicorn.conf.py)
+        raise ClientError(408, f"request body ended after {len(body):,} of the {request.content_length:,} bytes "
+                               f"its Content-Length announced: the client stopped sending or was too slow")
+    return body
+
+
+def _json_body(body: bytes) -> Any:
+    """The parsed JSON body; ClientError with what is wrong in the client's terms."""
+    data = body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body  # RFC 8259: may be ignored
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise ClientError(400, _json_problem(data, e)) from None
+
+
+def _json_problem(body: bytes, e: orjson.JSONDecodeError) -> str:
+    """One line saying why a body is not JSON: compressed, not UTF-8, binary, NaN/Infinity, a CSV, or where."""
+    if body.startswith(b"\x1f\x8b"):
+        return "the JSON body is gzip-compressed data; send it uncompressed (no Content-Encoding)"
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or body[:64].count(0) > len(body[:64]) // 4:
+        return "the JSON body is UTF-16 text; send it as UTF-8"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as u:
+        return f"the JSON body is not UTF-8 text (invalid byte 0x{body[u.start]:02x} at byte {u.start:,}); send UTF-8"
+    where = f"line {e.lineno} column {e.colno}"
+    if "\x00" in text:
+        return f"the JSON body holds a NUL byte (at byte {body.find(0):,}); JSON is text"
+    if text[e.pos:].startswith(("NaN", "Infinity", "-Infinity")):
+        return f"the JSON body has a NaN or Infinity at {where}, which JSON does not allow; send null for a missing " \
+               f"value"
+    if "infinity" in e.msg:
+        return f"the JSON body has a number too large for a 64-bit float at {where}"
+    first = text.lstrip().split("\n", 1)[0]
+    if "," in first and not first.startswith(("{", "[")):
+        return f"malformed JSON body ({e.msg} at {where}); a CSV body needs Content-Type: text/csv"
+    return f"malformed JSON body: {e.msg} at {where}"
+
+
+def _shown(value: str) -> str:
+    """A client's path as error messages echo it: cut short when very long."""
+    return value if len(value) <= SHOWN_CHARS else f"{value[:SHOWN_CHARS]}... ({len(value):,} characters)"
 
 
 def _path_arg(source: Any) -> str | None:
@@ -353,22 +434,28 @@ def resolve_data_path(cfg: dict[str, Any], value: str) -> Path:
     """A client's file path resolved inside the data folders; ClientError 403 for anything outside."""
     folders = [f.resolve() for f in allowed_folders(cfg)]
     names = ", ".join(str(f.relative_to(cfg["root"])) if f.is_relative_to(cfg["root"]) else str(f) for f in folders)
-    if urlparse(value).scheme not in ("",) or "\x00" in value:
+    if "\x00" in value:
+        raise ClientError(403, f"'{_shown(value)}' is not a file name (it holds a NUL byte); name a file in the data "
+                               f"folders ({names})")
+    if len(urlparse(value).scheme) > 1:  # a one-letter "scheme" is a Windows drive (C:\\...), refused below
         raise ClientError(403, f"only files inside the data folders ({names}) can be read, not URLs")
     raw = Path(value)
     candidates = [raw] if raw.is_absolute() else [cfg["root"] / raw, *(f / raw for f in folders)]
     for c in candidates:
         if not os.path.lexists(c):
             continue
-        real = c.resolve()  # follows symlinks: a link pointing out of the folders is refused below
+        try:
+            real = c.resolve()  # follows symlinks: a link pointing out of the folders is refused below
+        except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a symbolic link loop
+            raise ClientError(404, f"'{_shown(value)}' is not a readable file (a symbolic link loop?)") from None
         if not any(real.is_relative_to(f) for f in folders):
-            raise ClientError(403, f"'{value}' is outside the data folders ({names})")
+            raise ClientError(403, f"'{_shown(value)}' is outside the data folders ({names})")
         if real.is_file():
             return real
-        raise ClientError(404, f"'{value}' is not a file")
+        raise ClientError(404, f"'{_shown(value)}' is not a file")
     if not any(Path(os.path.normpath(c)).is_relative_to(f) for c in candidates for f in folders):
-        raise ClientError(403, f"'{value}' is outside the data folders ({names})")
-    raise ClientError(404, f"no file '{value}' in the data folders ({names})")
+        raise ClientError(403, f"'{_shown(value)}' is outside the data folders ({names})")
+    raise ClientError(404, f"no file '{_shown(value)}' in the data folders ({names})")
 
 
 def _file_frame(cfg: dict[str, Any], state: dict[str, Any], value: str | None) -> pd.DataFrame:
@@ -378,7 +465,7 @@ def _file_frame(cfg: dict[str, Any], state: dict[str, Any], value: str | None) -
     path = resolve_data_path(cfg, value)
     st = path.stat()
     if st.st_size > cfg["api"]["max_body_bytes"] * 16:
-        raise ClientError(413, f"'{value}' is too large to score in one request")
+        raise ClientError(413, f"'{_shown(value)}' is too large to score in one request")
     key = (path, st.st_size, st.st_mtime_ns)  # a rewritten file has a new size or mtime, so it is parsed again
     files = state["files"]
     with state["files_lock"]:

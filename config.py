@@ -56,7 +56,7 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.port": (8000, int, "", "port gunicorn binds to"),
     "api.workers": (0, int, "", "gunicorn workers; 0 = one per CPU core"),
     "api.threads": (4, int, "", "threads per gunicorn worker (keep-alive clients and slow readers do not block)"),
-    "api.timeout": (30, int, "", "seconds a worker may spend on one request"),
+    "api.timeout": (30, int, "", "seconds a request may take to arrive (else 408) and a worker to answer it"),
     "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
     "api.max_body_bytes": (16_000_000, int, "", "largest request body accepted"),
     "api.token_env": ("RISK_API_TOKEN", str, "", "environment variable holding the bearer token (unset = no token)"),
