@@ -1,7 +1,7 @@
 """API throughput: our API under gunicorn against a straightforward Flask app, in the same run on this machine.
 
-    make bench                                   # the same as the next line
     .venv/bin/python bench/bench_api.py          # 20 s per endpoint and server (3 to 5 minutes in all)
+    make bench                                   # the whole suite (bench/run.py), which runs this as case 6
     .venv/bin/python bench/bench_api.py --seconds 5 --no-doc     # a quick look; docs/benchmarks.md untouched
     .venv/bin/python bench/bench_api.py --seconds 5 --no-doc --extra-rows 1000000   # /summarystats on 1M rows
 
@@ -469,10 +469,10 @@ def status_kb_meminfo(key: str) -> int | None:
     return None
 
 
-def versions() -> dict[str, str]:
-    """Python and the versions of the libraries on the request path."""
+def versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    """Python and the versions of the libraries (by default those on the request path)."""
     out = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in libraries:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -660,22 +660,42 @@ def render_section(info: dict[str, Any]) -> str:
     return "\n".join([*lines, END_MARK]) + "\n"
 
 
-def write_doc(path: Path, section: str) -> None:
-    """Put section between the api markers of path, keeping everything else; create the file if missing."""
+def write_doc(path: Path, section: str, marks: tuple[str, str] = (START_MARK, END_MARK),
+              before: str | None = None) -> None:
+    """Put section (which holds its own marks) between the marks in path, keeping everything else.
+
+    Marks count only as whole lines. Without them in path the section goes just before the line `before` (when
+    given and present), else at the end; the file is created if missing.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         path.write_text("# Benchmarks\n\nFigures measured on real runs; each section names the command that "
                         "produced it.\n\n" + section, encoding="utf-8")
         return
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(START_MARK), text.find(END_MARK)
-    if start != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(END_MARK):]
+    start = line_at(text, marks[0])
+    end = line_at(text, marks[1], start) if start != -1 else -1
+    if end != -1:
+        text = text[:start] + section.rstrip("\n") + text[end + len(marks[1]):]
+    elif before and line_at(text, before) != -1:
+        at = line_at(text, before)
+        text = text[:at] + section.rstrip("\n") + "\n\n" + text[at:]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def line_at(text: str, line: str, start: int = 0) -> int:
+    """Where a line that is exactly `line` begins in text (at or after start), or -1: a mark quoted inside a
+    sentence is not a mark."""
+    at = start
+    while (at := text.find(line, at)) != -1:
+        if (at == 0 or text[at - 1] == "\n") and text[at + len(line):at + len(line) + 1] in ("", "\n"):
+            return at
+        at += len(line)
+    return -1
 
 
 def print_table(info: dict[str, Any]) -> None:

@@ -1,0 +1,817 @@
+"""The benchmark suite (SPEC section 11): ours against a straightforward implementation and the libraries' floor,
+side by side in one run on this machine; the figures go to docs/benchmarks.md.
+
+    make bench                                             # every case at 10k-10M rows (21-27 minutes here)
+    .venv/bin/python bench/run.py --sizes 10k,100k --cases 1,3,4 --no-doc      # a quick look, doc untouched
+    .venv/bin/python bench/run.py --cases 5 --sizes 1m     # one case; what it needs is built first, unmeasured
+
+Cases (each figure the median of several fresh processes; ratios are ours / the reference named):
+1. Cron tick with no new data: `fullprocess.py` on an ingested, deployed workspace with 1,000 runs of history,
+   against `python -c pass` and the straightforward tick (imports pandas and scikit-learn, compares names).
+2. Incremental ingest: `ingestion.py` with one new file (a tenth of the rows) on top of the ingested rows,
+   against ingesting that file alone into an empty workspace; the straightforward ingest re-reads every file.
+3. Full ingest of 10 files: `ingestion.py` against the floor (bench/floor.py: pyarrow read, hash de-duplication,
+   pyarrow write) and the straightforward ingest (pandas read_csv, concat, drop_duplicates, to_csv).
+4. Training and scoring: `training.py` + `scoring.py` against fitting training.build_pipeline() on the same
+   rows as in-memory arrays (bench/floor.py fit), and the straightforward train + score.
+5. Drift check on 1M new rows (the largest size up to 1M): fullprocess.drift_check() timed in one process
+   (bench/drift_probe.py) against the straightforward check (re-reads the training data; scipy KS, PSI).
+6. API throughput: bench/bench_api.py (it writes its own section of docs/benchmarks.md).
+7. Report: `reporting.py` on the largest size with 1,000 runs of history (made with history.py's functions).
+Cases 1, 3 and 4 run at every size, 2 and 7 at the largest; targets are judged at every size measured.
+
+Data: generate_data.py writes each size as 10 files under bench/data/source/ (git-ignored), once: a stamp with the
+arguments and the generator's hash says when it must be written again. Workspaces: bench/data/<case>/<size>-<impl>/,
+each with its own config.json (relative paths) and the source files hard-linked in; removed at the end unless
+--keep. Measurements: each command runs as a fresh process; wall time by the clock, peak memory (ru_maxrss) and
+CPU from wait4 (the process and its children), and the cores every other process used meanwhile (/proc/stat).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+import bench_api  # noqa: E402
+import history  # noqa: E402
+from bench_api import CLK_TCK, child_env, fmt, machine_jiffies, write_doc  # noqa: E402
+from config import load_config  # noqa: E402
+
+PY = sys.executable
+DATA = BENCH / "data"
+SOURCE = DATA / "source"
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = BENCH / "results" / "suite.json"  # every figure of the last run (git-ignored)
+MARKS = ("<!-- suite:start -->", "<!-- suite:end -->")
+SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+FILES = 10
+NEW_FILE = "data011.csv"    # the file that arrives after the first ten
+NEW_SEED = 20261128         # the generator's default seed makes the first ten files; another seed, other clients
+DRIFT_ROWS = 1_000_000
+HISTORY_RUNS = 1000
+CLOSED_URL = "http://127.0.0.1:9/"  # apicalls and anything else that would call out finds nothing listening
+LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "matplotlib", "reportlab")
+TIMEOUT = 1800.0            # a measured command taking longer than this is killed and the case fails
+MB = 1024 * 1024
+BIG = 10_000_000            # from this size on the straightforward implementation runs --big-sf-repeat times
+OTHERS_MIN_SECONDS = 1.0    # shortest time over which other processes' CPU is worth giving
+
+STATE: dict[str, dict[str, dict[str, Path]]] = {"ingested": {}, "trained": {}}  # prerequisites built this run
+T0 = time.monotonic()
+
+
+class BenchError(Exception):
+    """A command the benchmark ran failed; the message says which and how."""
+
+
+def say(msg: str) -> None:
+    """A progress line with the time since the start."""
+    s = int(time.monotonic() - T0)
+    print(f"[{s // 60:02d}:{s % 60:02d}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- running and measuring commands
+
+# Runs under `python -S` between the runner and each measured command. A process's peak RSS (ru_maxrss) counts the
+# memory of the process it was forked from until it calls exec, so a command started straight from the runner
+# (numpy and pandas imported: tens of MB) would never show less than the runner's own peak. This small parent forks
+# and execs the command, times it, and writes its wait4 figures to the file named first.
+LAUNCHER = """
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+import json
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "maxrss_kb": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime,
+               "code": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
+def run_cmd(cmd: list[Any], cwd: Path, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """Run one command as a fresh process: its wall time, peak RSS and CPU (wait4), output, others' CPU."""
+    argv = [str(c) for c in cmd]
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        figures = Path(tmp) / "rusage.json"
+        busy0, _ = machine_jiffies()
+        proc = subprocess.Popen([PY, "-S", "-c", LAUNCHER, figures, *argv], cwd=cwd, env=child_env(), stdout=out,
+                                stderr=err, start_new_session=True)
+        timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            proc.wait()
+        finally:
+            timer.cancel()
+        busy1, _ = machine_jiffies()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        usage = json.loads(figures.read_text()) if figures.exists() else {"code": proc.returncode, "wall": 0.0}
+    if usage["code"] != 0:
+        shown = " ".join(Path(a).name if a.startswith("/") else a for a in argv[1:])
+        tail = " | ".join((stderr.strip() or stdout.strip()).splitlines()[-4:])
+        raise BenchError(f"`{shown}` exited with {usage['code']} after {usage['wall']:.1f} s: {tail[:600]}")
+    return {"wall": usage["wall"], "peak_mb": usage["maxrss_kb"] / 1024, "cpu": usage["cpu"], "stdout": stdout,
+            "others_cpu": max(0.0, (busy1 - busy0) / CLK_TCK - usage["cpu"])}
+
+
+def output(r: dict[str, Any]) -> dict[str, Any]:
+    """The JSON a command printed (ours with --json, the benchmark's own scripts always)."""
+    return json.loads(r["stdout"])
+
+
+def combine(*runs: dict[str, Any]) -> dict[str, Any]:
+    """Commands run one after the other, as one measurement: times add up, the peak is the largest."""
+    wall = sum(r["wall"] for r in runs)
+    return {"wall": wall, "peak_mb": max(r["peak_mb"] for r in runs), "cpu": sum(r["cpu"] for r in runs),
+            "others_cpu": sum(r["others_cpu"] for r in runs), "parts": [r["wall"] for r in runs]}
+
+
+def stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median, min and max wall time, median and max peak memory, median CPU, and others' cores over runs.
+
+    Others' cores are averaged over all the runs together: /proc/stat counts in 10 ms ticks, too coarse for one
+    short run; under OTHERS_MIN_SECONDS in all they are not given.
+    """
+    walls, peaks = [r["wall"] for r in runs], [r["peak_mb"] for r in runs]
+    return {"n": len(runs), "wall": statistics.median(walls), "wall_min": min(walls), "wall_max": max(walls),
+            "peak_mb": statistics.median(peaks), "peak_max_mb": max(peaks),
+            "cpu": statistics.median(r["cpu"] for r in runs),
+            "others_cores": sum(r["others_cpu"] for r in runs) / sum(walls)
+            if sum(walls) >= OTHERS_MIN_SECONDS else None}
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    """The median of one figure a command printed (its JSON output) over runs."""
+    return statistics.median(output(r)[key] if key in output(r) else r[key] for r in runs)
+
+
+def ours_cmd(script: str, ws: Path, *args: Any) -> list[Any]:
+    """One of our scripts on a workspace's config."""
+    return [PY, ROOT / script, "--config", ws / "config.json", *args]
+
+
+def sf_cmd(command: str, ws: Path, *args: Any) -> list[Any]:
+    """A command of the straightforward implementation on a workspace."""
+    return [PY, BENCH / "straightforward.py", command, "--workspace", ws, *args]
+
+
+def floor_cmd(command: str, ws: Path, *args: Any) -> list[Any]:
+    """A command of the libraries' floor on a workspace's config."""
+    return [PY, BENCH / "floor.py", command, "--config", ws / "config.json", *args]
+
+
+# ---------------------------------------------------------------- data and workspaces
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dataset(rows: int, files: int, out: Path, seed: int | None = None) -> list[Path]:
+    """The data files generate_data.py writes for these arguments, written only when missing or stale."""
+    want = {"rows": rows, "files": files, "seed": seed, "generator_sha256": file_sha256(ROOT / "generate_data.py")}
+    stamp = out / "stamp.json"
+    found = sorted(out.glob("*.csv"))
+    if stamp.exists() and json.loads(stamp.read_text()) == want and len(found) == files:
+        return found
+    shutil.rmtree(out, ignore_errors=True)
+    say(f"generating {rows:,} rows in {files} files -> {out.relative_to(ROOT)}")
+    cmd = [PY, ROOT / "generate_data.py", "--rows", rows, "--files", files, "--out", out]
+    run_cmd(cmd + (["--seed", seed] if seed is not None else []), ROOT)
+    stamp.write_text(json.dumps(want))
+    return sorted(out.glob("*.csv"))
+
+
+def source_files(label: str) -> dict[str, Path]:
+    """The ten source files of a size, by name."""
+    return {p.name: p for p in dataset(SIZES[label], FILES, SOURCE / f"rows{label}")}
+
+
+def new_file(rows: int) -> Path:
+    """One more source file of rows clients (another seed), the data that arrives later."""
+    return dataset(rows, 1, SOURCE / f"new{rows}", NEW_SEED)[0]
+
+
+def fresh(path: Path) -> Path:
+    """An empty folder at path (whatever was there removed)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def make_workspace(path: Path, sources: dict[str, Path]) -> Path:
+    """A workspace like tests/conftest.py make_workspace: source files (hard links), test data, config.json."""
+    (fresh(path) / "sourcedata").mkdir()
+    for name, src in sources.items():
+        os.link(src, path / "sourcedata" / name)
+    shutil.copytree(ROOT / "testdata", path / "testdata")
+    cfg = json.loads((ROOT / "config.json").read_text(encoding="utf-8"))
+    cfg["url"] = CLOSED_URL
+    (path / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return path
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """A copy of a workspace to work on: source files hard-linked (never written), everything else copied."""
+    def copy(s: str, d: str) -> None:
+        if Path(s).parent.name == "sourcedata":
+            os.link(s, d)
+        else:
+            shutil.copy2(s, d)
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst, symlinks=True, copy_function=copy)  # the release links are relative
+    return dst
+
+
+def add_source(ws: Path, name: str, src: Path) -> None:
+    """A new data file arrives in a workspace's sourcedata/."""
+    os.link(src, ws / "sourcedata" / name)
+
+
+def ingested(label: str) -> dict[str, Path]:
+    """Workspaces where ours and the straightforward ingest have ingested a size (built unmeasured if needed)."""
+    if label not in STATE["ingested"]:
+        say(f"preparing: ingesting {label} (unmeasured)")
+        files = source_files(label)
+        ours = make_workspace(DATA / "ingest" / f"{label}-ours", files)
+        run_cmd(ours_cmd("ingestion.py", ours), ours)
+        sf = make_workspace(DATA / "ingest" / f"{label}-straightforward", files)
+        run_cmd(sf_cmd("ingest", sf), sf)
+        STATE["ingested"][label] = {"ours": ours, "straightforward": sf}
+    return STATE["ingested"][label]
+
+
+def trained(label: str) -> dict[str, Path]:
+    """Workspaces with a trained, scored model: ours deployed, the straightforward one pickled."""
+    if label not in STATE["trained"]:
+        say(f"preparing: training {label} (unmeasured)")
+        src = ingested(label)
+        ours = copy_workspace(src["ours"], DATA / "train" / f"{label}-ours")
+        sf = copy_workspace(src["straightforward"], DATA / "train" / f"{label}-straightforward")
+        for cmd in (ours_cmd("training.py", ours), ours_cmd("scoring.py", ours)):
+            run_cmd(cmd, ours)
+        for cmd in (sf_cmd("train", sf), sf_cmd("score", sf)):
+            run_cmd(cmd, sf)
+        deploy(label, ours, sf)
+    return STATE["trained"][label]
+
+
+def deploy(label: str, ours: Path, sf: Path) -> None:
+    """Deploy ours's trained model and remember both trained workspaces."""
+    run_cmd(ours_cmd("deployment.py", ours), ours)
+    STATE["trained"][label] = {"ours": ours, "straightforward": sf}
+
+
+def line_start_after(path: Path, offset: int) -> int:
+    """The offset of the first line of a file that starts at or after offset."""
+    with open(path, "rb") as f:
+        f.seek(max(offset - 1, 0))
+        f.readline()
+        return f.tell()
+
+
+def fill_history(ws: Path, runs: int) -> None:
+    """Add runs synthetic fullprocess runs to a workspace's history store with history.py's own functions.
+
+    Each run ingested a batch and checked drift on it (per-feature figures included); every 50th also retrained,
+    scored and deployed. The checks cover finaldata.csv in order, the last one its final tenth, so the tick sees
+    nothing unchecked and the report reads the latest batch as it would in production.
+    """
+    cfg = load_config(ws / "config.json")
+    data = cfg["output_folder_path"] / "finaldata.csv"
+    size = data.stat().st_size
+    header = line_start_after(data, 1)
+    last_start = line_start_after(data, header + (size - header) * 9 // 10)
+    rng = random.Random(0)
+    release = 1 + max((int(p.name) for p in (cfg["prod_deployment_path"] / "releases").iterdir()
+                       if p.name.isdigit()), default=0)
+    with history.connect(cfg) as db:
+        start = header
+        for i in range(runs):
+            end = size if i == runs - 1 else header + (last_start - header) * (i + 1) // (runs - 1)
+            began, secs = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=10 * i), rng.uniform(2, 30)
+            iso = (iso_ms(began), iso_ms(began + timedelta(seconds=secs)))
+            retrain = i % 50 == 49
+            check = synthetic_check(rng, cfg, release, max(1, (end - start) // 24), end, retrain)
+            name = f"sourcedata/batch{i:04d}.csv"
+            result = {"outcome": "ok", "new_files": [name], "check": {**check, "data_start_bytes": start}}
+            run_id = history.record_run(db, "fullprocess", *iso, secs, "ok", check["reason"], result)
+            history.record_run(db, "ingestion", *iso, secs / 3, "ok", "", {"rejected_files": [], "ingested_files": [
+                {"name": name, "rows_read": check["new_rows"], "rows_added": check["new_rows"]}]}, parent_id=run_id)
+            history.record_drift_check(db, run_id, check)
+            if retrain:
+                release += 1
+                record_retrain(db, run_id, iso, secs, release, check)
+            else:
+                history.record_decision(db, run_id, "keep", f"release {release} stays")
+            start = end
+
+
+def iso_ms(t: datetime) -> str:
+    """A UTC time as the history store writes it (history.now_iso)."""
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def synthetic_check(rng: random.Random, cfg: dict[str, Any], release: int, rows: int, end: int,
+                    drifted: bool) -> dict[str, Any]:
+    """A plausible drift check of rows new rows ending at byte end, with per-feature figures."""
+    f1 = rng.gauss(0.86, 0.01)
+    return {"release": release, "rule": "raw", "new_rows": rows, "new_score": f1, "ci_low": f1 - 0.01,
+            "ci_high": f1 + 0.01, "deployed_score": 0.86, "threshold": 0.86,
+            "verdict": "drift" if drifted else "no-drift", "reason": f"F1 {f1:.3f} on {rows:,} new rows",
+            "data_verdict": "OK", "data_end_bytes": end,
+            "features": [{"feature": f, "psi": rng.uniform(0, 0.05), "psi_floor": 0.02, "ks": rng.uniform(0, 0.03),
+                          "ks_pvalue": rng.random(), "missing_rate": rng.uniform(0.008, 0.012), "verdict": "OK"}
+                         for f in cfg["feature_columns"]]}
+
+
+def record_retrain(db: Any, run_id: int, iso: tuple[str, str], secs: float, release: int,
+                   check: dict[str, Any]) -> None:
+    """The training, scoring and deployment a synthetic run did after its check found drift."""
+    scores = {"f1": check["new_score"] + 0.02, "precision": 0.85, "recall": 0.88, "accuracy": 0.9, "roc_auc": 0.95,
+              "rows": 600, "model_sha256": f"{release:064x}"}
+    history.record_run(db, "training", *iso, secs / 3, "ok", "", {"rows": check["data_end_bytes"] // 24},
+                       parent_id=run_id)
+    history.record_run(db, "scoring", *iso, 1.0, "ok", "", scores, parent_id=run_id)
+    history.record_run(db, "deployment", *iso, 0.1, "ok", "", {"version": release, "action": "deploy",
+                       "model_sha256": scores["model_sha256"], "f1": scores["f1"]}, parent_id=run_id)
+    history.record_score(db, run_id, "challenger", scores)
+    history.record_decision(db, run_id, "retrain", check["reason"])
+    history.record_decision(db, run_id, "deploy", f"deployed release {release}")
+
+
+# ---------------------------------------------------------------- cases
+
+def row(label: str, impl: str, command: str, runs: list[dict[str, Any]], ref: dict[str, Any] | None = None,
+        note: str = "") -> dict[str, Any]:
+    """One line of a case's table: the statistics of runs and their ratio to a reference's."""
+    s = stats(runs)
+    return {"size": label, "impl": impl, "command": command, "stats": s, "note": note,
+            "ratio": s["wall"] / ref["wall"] if ref else None, "cpu_ratio": s["cpu"] / ref["cpu"] if ref else None}
+
+
+def target(label: str, what: str, value: float, limit: float, unit: str, met: bool) -> dict[str, Any]:
+    """One target judged: what was measured, its value, the limit, met or not."""
+    return {"size": label, "what": what, "value": value, "limit": limit, "unit": unit, "met": met}
+
+
+def ratio_target(label: str, what: str, r: dict[str, Any], limit: float) -> dict[str, Any]:
+    """A wall-time ratio target judged on a table row (its CPU ratio kept beside, for a busy machine)."""
+    return {**target(label, what, r["ratio"], limit, "x", r["ratio"] <= limit), "cpu_ratio": r["cpu_ratio"]}
+
+
+def case_tick(label: str, reps: int) -> dict[str, Any]:
+    """Case 1: a cron tick that finds no new data, against `python -c pass` and the straightforward tick."""
+    ws = copy_workspace(trained(label)["ours"], DATA / "tick" / f"{label}-ours")
+    fill_history(ws, HISTORY_RUNS)
+    sf = copy_workspace(ingested(label)["straightforward"], DATA / "tick" / f"{label}-straightforward")
+    cmds = {"python -c pass": [PY, "-c", "pass"], "ours": ours_cmd("fullprocess.py", ws),
+            "straightforward": sf_cmd("tick", sf)}
+    for name, cmd in cmds.items():  # warm-up; also proves each tick really found nothing to do
+        out = run_cmd(cmd, ws)["stdout"]
+        if name == "ours" and not out.startswith("no new data"):
+            raise BenchError(f"our tick did work on a workspace with no new data: {out.strip()[:300]}")
+        if name == "straightforward" and output({"stdout": out})["new_files"]:
+            raise BenchError(f"the straightforward tick found new files: {out.strip()}")
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in cmds}
+    for _ in range(reps):
+        for name, cmd in cmds.items():
+            runs[name].append(run_cmd(cmd, ws))
+    base = stats(runs["python -c pass"])
+    rows = [row(label, "python -c pass", "`python -c pass`", runs["python -c pass"], base),
+            row(label, "ours", "`fullprocess.py`", runs["ours"], base),
+            row(label, "straightforward", "`straightforward.py tick`", runs["straightforward"], base)]
+    return {"rows": rows, "targets": [ratio_target(label, "tick / `python -c pass`", rows[1], 2.0)]}
+
+
+def case_incremental(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
+    """Case 2: one new file on top of the ingested rows, against that file alone into an empty workspace."""
+    src, rows_new = ingested(label), SIZES[label] // FILES
+    new = new_file(rows_new)
+    runs: dict[str, list[dict[str, Any]]] = {"alone": [], "ours": [], "straightforward": []}
+    added: dict[str, int] = {}
+    for _ in range(reps):
+        alone = make_workspace(DATA / "incremental" / f"{label}-alone", {NEW_FILE: new})
+        runs["alone"].append(run_cmd(ours_cmd("ingestion.py", alone, "--json"), alone))
+        added["alone"] = output(runs["alone"][-1])["rows_added"]
+        ws = copy_workspace(src["ours"], DATA / "incremental" / f"{label}-ours")
+        add_source(ws, NEW_FILE, new)
+        runs["ours"].append(run_cmd(ours_cmd("ingestion.py", ws, "--json"), ws))
+        added["ours"], total = output(runs["ours"][-1])["rows_added"], output(runs["ours"][-1])["total_rows"]
+        if len(runs["straightforward"]) >= sf_reps:
+            continue
+        sf = copy_workspace(src["straightforward"], DATA / "incremental" / f"{label}-straightforward")
+        add_source(sf, NEW_FILE, new)
+        runs["straightforward"].append(run_cmd(sf_cmd("ingest", sf), sf))
+        added["straightforward"] = output(runs["straightforward"][-1])["rows"]
+    base = stats(runs["alone"])
+    rows = [row(label, "ours, the new file alone", f"`ingestion.py` ({rows_new:,} rows, empty workspace)",
+                runs["alone"], base),
+            row(label, "ours", f"`ingestion.py` ({rows_new:,} new rows on {SIZES[label]:,})", runs["ours"], base),
+            row(label, "straightforward", "`straightforward.py ingest` (re-reads all 11 files)",
+                runs["straightforward"], base)]
+    same = added["ours"] == added["alone"] and added["straightforward"] == total
+    note = (f"Rows: the new file adds {added['ours']:,} rows on top of the ingested ones ({added['alone']:,} "
+            f"alone); {total:,} in all, the straightforward ingest writes {added['straightforward']:,}"
+            + ("." if same else " (**the counts differ**)."))
+    return {"rows": rows, "notes": [note],
+            "targets": [ratio_target(label, "incremental / the file alone", rows[1], 1.5)]}
+
+
+def case_ingest(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
+    """Case 3: ingest 10 files into an empty workspace: ours, the floor and the straightforward ingest."""
+    files = source_files(label)
+    cmds: dict[str, Callable[[Path], list[Any]]] = {
+        "floor": lambda ws: floor_cmd("ingest", ws), "ours": lambda ws: ours_cmd("ingestion.py", ws, "--json"),
+        "straightforward": lambda ws: sf_cmd("ingest", ws)}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in cmds}
+    kept: dict[str, int] = {}
+    for _ in range(reps):
+        for impl, cmd in cmds.items():
+            if impl == "straightforward" and len(runs[impl]) >= sf_reps:
+                continue
+            ws = make_workspace(DATA / "ingest" / f"{label}-{impl}", files)
+            runs[impl].append(run_cmd(cmd(ws), ws))
+            out = output(runs[impl][-1])
+            kept[impl] = out["total_rows"] if impl == "ours" else out["rows"]
+    STATE["ingested"][label] = {k: DATA / "ingest" / f"{label}-{k}" for k in ("ours", "straightforward")}
+    base = stats(runs["floor"])
+    parts = {k: median_of(runs["floor"], k) for k in ("read_s", "dedup_s", "write_s")}
+    rows = [row(label, "floor", "`floor.py ingest` (pyarrow)", runs["floor"], base,
+                f"read {parts['read_s']:.2f} s, de-duplicate {parts['dedup_s']:.2f} s, "
+                f"write {parts['write_s']:.2f} s"),
+            row(label, "ours", "`ingestion.py`", runs["ours"], base,
+                f"{median_of(runs['ours'], 'seconds'):.2f} s inside the step"),
+            row(label, "straightforward", "`straightforward.py ingest`", runs["straightforward"], base,
+                f"{median_of(runs['straightforward'], 'seconds'):.2f} s after the imports")]
+    same = len(set(kept.values())) == 1
+    note = ("Rows kept after de-duplication: " + ", ".join(f"{k} {v:,}" for k, v in kept.items())
+            + ("." if same else " (**they differ**)."))
+    peak = rows[1]["stats"]["peak_max_mb"]
+    return {"rows": rows, "notes": [note],
+            "targets": [ratio_target(label, "ingest / floor", rows[1], 2.0),
+                        target(label, "ingest peak memory", peak, 4096, "MB", peak < 4096)]}
+
+
+def case_train(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
+    """Case 4: training.py + scoring.py against fitting the same Pipeline on in-memory arrays."""
+    src = ingested(label)
+    ws = copy_workspace(src["ours"], DATA / "train" / f"{label}-ours")
+    sf = copy_workspace(src["straightforward"], DATA / "train" / f"{label}-straightforward")
+    arrays = DATA / "train" / f"{label}-arrays"
+    run_cmd(floor_cmd("arrays", ws, "--out", arrays), ws)
+    runs: dict[str, list[dict[str, Any]]] = {"reference": [], "ours": [], "straightforward": []}
+    f1: dict[str, float] = {}
+    for _ in range(reps):
+        runs["reference"].append(run_cmd(floor_cmd("fit", ws, "--arrays", arrays), ws))
+        fitted = run_cmd(ours_cmd("training.py", ws, "--json"), ws)
+        scored = run_cmd(ours_cmd("scoring.py", ws, "--json"), ws)
+        runs["ours"].append(combine(fitted, scored))
+        f1["ours"] = output(scored)["f1"]
+        if len(runs["straightforward"]) >= sf_reps:
+            continue
+        fitted = run_cmd(sf_cmd("train", sf), sf)
+        scored = run_cmd(sf_cmd("score", sf), sf)
+        runs["straightforward"].append(combine(fitted, scored))
+        f1["straightforward"] = output(scored)["f1"]
+    deploy(label, ws, sf)
+    base = stats(runs["reference"])
+    fit_s = median_of(runs["reference"], "fit_s")
+    split = [statistics.median(r["parts"][i] for r in runs["ours"]) for i in (0, 1)]
+    sf_split = [statistics.median(r["parts"][i] for r in runs["straightforward"]) for i in (0, 1)]
+    rows = [row(label, "reference", "`floor.py fit` (build_pipeline on arrays)", runs["reference"], base,
+                f"the fit itself {fit_s:.2f} s"),
+            row(label, "ours", "`training.py` + `scoring.py`", runs["ours"], base,
+                f"training {split[0]:.2f} s + scoring {split[1]:.2f} s; F1 {f1['ours']:.4f}"),
+            row(label, "straightforward", "`straightforward.py train` + `score`", runs["straightforward"], base,
+                f"train {sf_split[0]:.2f} s + score {sf_split[1]:.2f} s; F1 {f1['straightforward']:.4f}")]
+    note = (f"Against the fit alone (no interpreter start, imports or loading the arrays) ours takes "
+            f"{rows[1]['stats']['wall'] / fit_s:.2f}x.")
+    return {"rows": rows, "notes": [note],
+            "targets": [ratio_target(label, "train + score / reference", rows[1], 1.5)]}
+
+
+def case_drift(label: str, reps: int) -> dict[str, Any]:
+    """Case 5: the drift check on as many new rows as the size has (1M at 1m), in one process."""
+    t, rows_new = trained(label), SIZES[label]
+    new = new_file(rows_new)
+    ws = copy_workspace(t["ours"], DATA / "drift" / f"{label}-ours")
+    add_source(ws, NEW_FILE, new)
+    run_cmd(ours_cmd("ingestion.py", ws), ws)
+    sf = copy_workspace(t["straightforward"], DATA / "drift" / f"{label}-straightforward")
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "straightforward": []}
+    for _ in range(reps):
+        runs["ours"].append(run_cmd([PY, BENCH / "drift_probe.py", "--config", ws / "config.json"], ws))
+        runs["straightforward"].append(run_cmd(sf_cmd("drift", sf, "--new", new), sf))
+    ours = [output(r) for r in runs["ours"]]
+    secs, extra = statistics.median(o["seconds"] for o in ours), statistics.median(o["extra_mb"] for o in ours)
+    parts = {k: statistics.median(o["parts"][k] for o in ours) for k in ours[0]["parts"]}
+    sf_secs = median_of(runs["straightforward"], "seconds")
+    rows = [row(label, "ours", "`drift_probe.py` (fullprocess.drift_check)", runs["ours"], None,
+                f"the check {secs:.3f} s and +{extra:.0f} MB over the {ours[0]['rss_before_mb']:.0f} MB "
+                f"after the imports; {ours[0]['new_rows']:,} rows, verdicts {ours[0]['verdict']} / "
+                f"{ours[0]['data_verdict']}"),
+            row(label, "straightforward", "`straightforward.py drift`", runs["straightforward"], None,
+                f"the check {sf_secs:.2f} s after the imports")]
+    rows[0]["ratio"] = secs / sf_secs
+    note = ("Ours part by part (a second pass in the same process): "
+            + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.3f} s" for k, v in parts.items())
+            + ". The ratio compares the checks themselves (after the imports), ours / straightforward.")
+    return {"rows": rows, "notes": [note],
+            "targets": [target(label, "drift check time", secs, 1.0, "s", secs < 1.0),
+                        target(label, "drift check memory over the interpreter", extra, 200, "MB", extra < 200)]}
+
+
+def case_report(label: str, reps: int) -> dict[str, Any]:
+    """Case 7: reporting.py with the largest size ingested and 1,000 runs of history."""
+    ws = copy_workspace(trained(label)["ours"], DATA / "report" / f"{label}-ours")
+    fill_history(ws, HISTORY_RUNS)
+    diag = run_cmd(ours_cmd("diagnostics.py", ws, "--json"), ws)
+    runs = [run_cmd(ours_cmd("reporting.py", ws, "--json"), ws) for _ in range(reps)]
+    pdf = max(output(r)["bytes"] for r in runs) / MB
+    rows = [row(label, "ours", "`reporting.py`", runs, None, f"PDF {pdf:.2f} MB")]
+    wall = rows[0]["stats"]["wall"]
+    note = (f"Set-up, unmeasured by the target: `diagnostics.py` (which the report reads, as fullprocess refreshes "
+            f"it first) took {diag['wall']:.1f} s and {diag['peak_mb']:,.0f} MB at this size.")
+    return {"rows": rows, "notes": [note],
+            "targets": [target(label, "report time", wall, 10.0, "s", wall < 10.0),
+                        target(label, "report PDF size", pdf, 2.0, "MB", pdf < 2.0)]}
+
+
+def case_api(seconds: float, write: bool) -> dict[str, Any]:
+    """Case 6: bench/bench_api.py as it is; its figures summarised from bench/results/api.json."""
+    started = time.time()
+    cmd = [PY, BENCH / "bench_api.py", "--seconds", seconds, *([] if write else ["--no-doc"])]
+    p = subprocess.run([str(c) for c in cmd], cwd=ROOT)
+    if p.returncode != 0 or bench_api.RESULTS.stat().st_mtime < started:
+        raise BenchError(f"bench/bench_api.py exited with {p.returncode} (its output is above)")
+    info = json.loads(bench_api.RESULTS.read_text(encoding="utf-8"))
+    targets = []
+    for name, method, path, _, limit in bench_api.ENDPOINTS:
+        r = info["results"][name]
+        ratio = r["ours"]["rps"] / r["straightforward"]["rps"]
+        errors = r["ours"]["errors"] + r["straightforward"]["errors"]
+        targets.append(target("shipped", f"{method} {path} req/s, ours / straightforward", ratio, limit, "x>=",
+                              ratio >= limit and errors == 0))
+    return {"rows": [], "targets": targets, "notes": [
+        "Measured and written up by `bench/bench_api.py` in its own section below, \"API throughput\"."]}
+
+
+# ---------------------------------------------------------------- the report
+
+CASES: dict[int, tuple[str, str]] = {
+    1: ("Cron tick with no new data", "`fullprocess.py --config WS/config.json` on a workspace whose ten files "
+        "are ingested and whose model is deployed, with 1,000 runs in its history store, against `python -c pass` "
+        "and the straightforward tick (`bench/straightforward.py tick`: imports pandas and scikit-learn, then "
+        "finds every file name in ingestedfiles.txt). Target: within 2x of `python -c pass`."),
+    2: ("Incremental ingest: one new file on top of the ingested rows", "`ingestion.py` with an eleventh file of a "
+        "tenth of the rows (1M on 10M) in sourcedata/, against `ingestion.py` ingesting that file alone into an "
+        "empty workspace; the straightforward ingest reads all eleven files again. Target: within 1.5x of the "
+        "file alone."),
+    3: ("Full ingest of 10 files", "`ingestion.py` into an empty workspace, against the floor "
+        "(`bench/floor.py ingest`: pyarrow.csv multi-threaded read with the column types given, de-duplication "
+        "by a 64-bit row hash, pyarrow.csv write of finaldata.csv) and the straightforward ingest "
+        "(`bench/straightforward.py ingest`: pandas read_csv per file, concat, drop_duplicates, to_csv). DuckDB "
+        "is not installed, so it is not measured. Target at 10M: within 2x of the floor, peak below 4 GB."),
+    4: ("Training and scoring", "`training.py` then `scoring.py` (read finaldata.csv through the data contract, "
+        "fit, reference profile, model file with its hash; score on the test data), against the reference "
+        "(`bench/floor.py fit`: a process that loads the same rows as numpy arrays from .npy and fits "
+        "training.build_pipeline() on them) and the straightforward train + score. Target: within 1.5x of the "
+        "reference."),
+    5: ("Drift check on the new rows", "`bench/drift_probe.py` imports what fullprocess.run_pipeline has "
+        "imported when it calls the check (pandas, scikit-learn, our steps), then times "
+        "fullprocess.drift_check(): load the deployed model (hash checked), read the rows after the last check "
+        "from finaldata.csv, predict, model drift with its bootstrap interval, PSI and KS per feature against the "
+        "release's reference profile. Memory is the peak of the call above the process's RSS just before it "
+        "(VmHWM reset there). The straightforward check (`bench/straightforward.py drift`) re-reads the training "
+        "data and runs scipy's ks_2samp and a PSI per feature. Target at 1M new rows: below 1 s and 200 MB."),
+    6: ("API throughput", "`bench/bench_api.py` (ours under gunicorn against `bench/straightforward_app.py` on "
+        "Flask's development server)."),
+    7: ("Report", "`reporting.py` (confusion matrix, ROC curve, trend charts over the history, the PDF) with the "
+        "largest size ingested and 1,000 synthetic runs in the history store (written with history.py's "
+        "functions: each run ingested a batch and checked drift; every 50th retrained and deployed; release "
+        "numbers in it run past the workspace's real release 1). Targets: below 10 s, PDF below 2 MB."),
+}
+
+
+def seconds_text(s: float) -> str:
+    """A duration for a table: milliseconds under a second, else seconds."""
+    return f"{s * 1000:,.0f} ms" if s < 1 else f"{s:,.2f} s" if s < 100 else f"{s:,.0f} s"
+
+
+def value_text(value: float, unit: str, cpu_ratio: float | None = None) -> str:
+    """A judged value with its unit (and the CPU ratio beside a wall-time ratio)."""
+    if unit in ("x", "x>="):
+        return f"{value:,.2f}x" + (f" (CPU {cpu_ratio:,.2f}x)" if cpu_ratio else "")
+    if unit == "s":
+        return seconds_text(value)
+    return f"{value:,.0f} MB" if value >= 10 else f"{value:,.2f} MB"
+
+
+def limit_text(t: dict[str, Any]) -> str:
+    """A target's limit as written in the tables."""
+    if t["unit"] == "x>=":
+        return f">= {t['limit']:g}x"
+    if t["unit"] == "x":
+        return f"<= {t['limit']:g}x"
+    return f"< {t['limit']:g} {t['unit']}" if t["unit"] == "s" else f"< {t['limit']:,g} MB"
+
+
+def case_table(rows: list[dict[str, Any]], ref_name: str) -> list[str]:
+    """The measurements of one case as a Markdown table."""
+    lines = [f"| size | implementation | command | wall time, median (min-max) | peak memory | CPU | ratio to "
+             f"{ref_name} | other processes | notes |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        s = r["stats"]
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:,.2f}x" + (
+            f" (CPU {r['cpu_ratio']:,.2f}x)" if r.get("cpu_ratio") else "")
+        lines.append(f"| {r['size']} | {r['impl']} | {r['command']} | {seconds_text(s['wall'])} "
+                     f"({seconds_text(s['wall_min'])}-{seconds_text(s['wall_max'])}) | {s['peak_mb']:,.0f} MB | "
+                     f"{seconds_text(s['cpu'])} | {ratio} | {fmt(s['others_cores'], 2)} | {r['note']} |")
+    return lines
+
+
+REFERENCE = {1: "`python -c pass`", 2: "the file alone", 3: "the floor", 4: "the reference",
+             5: "straightforward (the check itself)", 7: "-"}
+
+
+def render(info: dict[str, Any]) -> str:
+    """The docs/benchmarks.md section between the suite marks."""
+    m, results = info["machine"], info["results"]
+    lines = [MARKS[0], "## Benchmark suite: ours against a straightforward implementation and the libraries' floor",
+             "", f"Generated by `make bench` (`bench/run.py {' '.join(info['argv'])}`".rstrip() + f") on "
+             f"{info['date']}; the run took {info['minutes']:.1f} minutes. A re-run rewrites this section, and "
+             "case 6 rewrites the API section below; the notes outside the two are written by hand.", "",
+             f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB memory, Linux {m['kernel']}. Other "
+             "engineers' work shares the 2 cores: the `other processes` column gives the most cores the rest of the "
+             "machine used on average during a row's runs (not given for rows under a second in all).",
+             f"- Software: Python {info['versions']['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k != "python") + ".",
+             "- Data: `generate_data.py --rows N --files 10 --out bench/data/source/rowsN` (new files: `--files 1 "
+             f"--seed {NEW_SEED}`), generated once and kept (git-ignored); 1% of each file's rows are duplicates "
+             "of others in it, and a few feature cells are empty.",
+             "", "| size | rows | files | bytes |", "|---|---:|---:|---:|"]
+    lines += [f"| {d['label']} | {d['rows']:,} | {d['files']} | {d['bytes']:,} |" for d in info["data"]]
+    lines += ["", f"- Method: every command is a fresh process started by the runner; wall time by the clock, peak "
+              "memory (ru_maxrss) and CPU (user + system) from wait4, so of the process and its children. Each "
+              f"figure is the median of {info['repeat']} runs ({info['tick_repeat']} for the tick, "
+              f"{info['drift_repeat']} for the drift check; the straightforward implementation "
+              f"{info['big_sf_repeat']} at {BIG // 1_000_000}M rows, where it is slow and only context), min-max in "
+              "brackets; the data files are in the page cache. A workspace per case and size under "
+              "bench/data/<case>/, with its own config.json (relative paths) and the source files hard-linked in.",
+              "- Ratios are of median wall times, ours / the reference the case names; targets are judged on them. "
+              "Beside each, the same ratio of CPU time (user + system): it moves less when other processes take "
+              "the cores, but charges a multi-threaded reference (pyarrow) for all its threads.",
+              "",
+              "### Targets (SPEC section 11)", "", "| case | size | measured | value | target | met |",
+              "|---|---|---|---:|---:|---|"]
+    for n, r in sorted(results.items()):
+        if "error" in r:
+            lines.append(f"| {n}. {CASES[n][0]} | - | **failed** | - | - | - |")
+        for t in r.get("targets", []):
+            value = value_text(t["value"], t["unit"], t.get("cpu_ratio"))
+            lines.append(f"| {n}. {CASES[n][0]} | {t['size']} | {t['what']} | {value} | {limit_text(t)} | "
+                         f"{'yes' if t['met'] else '**no**'} |")
+    for n, r in sorted(results.items()):
+        lines += ["", f"### {n}. {CASES[n][0]}", "", CASES[n][1], ""]
+        if "error" in r:
+            lines += [f"**The case failed:** {r['error']}"]
+            continue
+        if r.get("rows"):
+            lines += case_table(r["rows"], REFERENCE[n]) + [""]
+        lines += [*r.get("notes", [])]
+    return "\n".join([*lines, MARKS[1]]) + "\n"
+
+
+# ---------------------------------------------------------------- the run
+
+def machine() -> dict[str, Any]:
+    """The machine as lscpu and /proc see it."""
+    m = bench_api.machine()
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        m["cpu"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration, subprocess.SubprocessError):
+        pass
+    return m
+
+
+def suite(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the chosen cases at the chosen sizes; returns everything measured."""
+    labels = [s for s in SIZES if s in args.sizes]
+    results: dict[int, dict[str, Any]] = {}
+
+    def attempt(n: int, fn: Callable[..., dict[str, Any]], *fargs: Any) -> None:
+        """Run one case at one size, merging its rows into the case's results; a failure is recorded."""
+        say(f"case {n} ({CASES[n][0].lower()}) {' '.join(str(a) for a in fargs[:1])}")
+        try:
+            r = fn(*fargs)
+        except (BenchError, OSError, ValueError, KeyError) as e:
+            say(f"  case {n} failed: {e}")
+            results.setdefault(n, {})["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, BenchError) \
+                else str(e)
+            return
+        into = results.setdefault(n, {"rows": [], "targets": [], "notes": []})
+        for key in ("rows", "targets"):
+            into.setdefault(key, []).extend(r.get(key, []))
+        size = f"{fargs[0]}: " if fargs[0] in SIZES else ""
+        into.setdefault("notes", []).extend(f"- {size}{note}" for note in r.get("notes", []))
+        for t in r.get("targets", []):
+            say(f"  {t['size']}: {t['what']} {value_text(t['value'], t['unit'])} (target {limit_text(t)}): "
+                f"{'met' if t['met'] else 'NOT met'}")
+
+    def sf_reps(label: str) -> int:
+        """Runs of the straightforward implementation per figure: fewer at the largest sizes (it is slow)."""
+        return min(args.repeat, args.big_sf_repeat) if SIZES[label] >= BIG else args.repeat
+
+    for label in labels:
+        if 3 in args.cases:
+            attempt(3, case_ingest, label, args.repeat, sf_reps(label))
+        if 4 in args.cases:
+            attempt(4, case_train, label, args.repeat, sf_reps(label))
+        if 1 in args.cases:
+            attempt(1, case_tick, label, args.tick_repeat)
+    if 2 in args.cases:
+        attempt(2, case_incremental, labels[-1], args.repeat, sf_reps(labels[-1]))
+    if 5 in args.cases:
+        attempt(5, case_drift, max((s for s in labels if SIZES[s] <= DRIFT_ROWS), key=SIZES.get,
+                                   default=labels[0]), args.drift_repeat)
+    if 7 in args.cases:
+        attempt(7, case_report, labels[-1], args.repeat)
+    if 6 in args.cases:
+        attempt(6, case_api, args.api_seconds, not args.no_doc)
+    data = []
+    for label in labels:
+        files = list(source_files(label).values())
+        data.append({"label": label, "rows": SIZES[label], "files": len(files),
+                     "bytes": sum(p.stat().st_size for p in files)})
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "argv": sys.argv[1:],
+            "minutes": (time.monotonic() - T0) / 60, "machine": machine(),
+            "versions": bench_api.versions(LIBRARIES), "data": data, "repeat": args.repeat,
+            "big_sf_repeat": args.big_sf_repeat, "tick_repeat": args.tick_repeat, "drift_repeat": args.drift_repeat,
+            "results": results}
+
+
+def main() -> None:
+    """Parse arguments, run the suite, write the results and the doc section, clean up the workspaces."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default=",".join(SIZES), help=f"sizes to run, of {', '.join(SIZES)} (all)")
+    p.add_argument("--cases", default="1,2,3,4,5,6,7", help="case numbers to run (all)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per figure (3)")
+    p.add_argument("--big-sf-repeat", type=int, default=1,
+                   help="runs per figure of the straightforward implementation at 10M rows and more (1)")
+    p.add_argument("--tick-repeat", type=int, default=10, help="runs per figure of the tick, case 1 (10)")
+    p.add_argument("--drift-repeat", type=int, default=5, help="runs per figure of the drift check, case 5 (5)")
+    p.add_argument("--api-seconds", type=float, default=20.0, help="bench_api.py --seconds, case 6 (20)")
+    p.add_argument("--keep", action="store_true", help="keep the workspaces under bench/data/ afterwards")
+    p.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = p.parse_args()
+    args.sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+    args.cases = {int(c) for c in args.cases.split(",") if c.strip()}
+    unknown = [s for s in args.sizes if s not in SIZES] + [str(c) for c in args.cases if c not in CASES]
+    if unknown or not args.sizes:
+        p.error(f"unknown size or case: {', '.join(unknown) or 'none given'}")
+    try:
+        info = suite(args)
+    finally:
+        if not args.keep:
+            for case in ("ingest", "train", "tick", "incremental", "drift", "report"):
+                shutil.rmtree(DATA / case, ignore_errors=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
+    section = render(info)
+    print("\n" + section)
+    if not args.no_doc:
+        write_doc(DOC, section, MARKS, before=bench_api.START_MARK)
+        print(f"wrote {DOC.relative_to(ROOT)}; raw figures in {RESULTS.relative_to(ROOT)}")
+    say("done")
+
+
+if __name__ == "__main__":
+    main()
