@@ -35,7 +35,10 @@ def atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-    f = open(tmp, "xb")
+    try:
+        f = open(tmp, "xb")
+    except OSError as e:  # name the artifact, not our temporary file
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         yield f
         f.flush()
@@ -43,9 +46,13 @@ def atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
         f.close()
         os.replace(tmp, path)
         fsync_path(path.parent)
-    except BaseException:
-        f.close()
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # closing flushes what is buffered: on a full disk that fails too
+            f.close()
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename in (None, str(tmp)):
+            # "No space left on device: '.../finaldata.csv'", where a failed write names no file at all
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -61,14 +68,32 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Delete temporary files a killed writer left behind in folder; returns how many."""
+    """Delete temporary files a killed writer left behind in folder (never one whose writer is still running);
+    returns how many."""
     n = 0
     if folder.is_dir():
         for p in folder.glob(f".*{TEMP_MARK}*"):
+            if _writer_alive(p.name):
+                continue
             with contextlib.suppress(OSError):
                 p.unlink()
                 n += 1
     return n
+
+
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that named a temporary file (".name.tmp-<pid>-<random>") still runs."""
+    try:
+        pid = int(temp_name.rsplit(TEMP_MARK, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -9,14 +9,18 @@ import argparse
 import json
 import logging
 import logging.handlers
+import os
+import stat
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import history
 from config import DEFAULT_CONFIG, ConfigError, load_config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_UNWRITABLE_LOG_FOLDERS: set[Path] = set()  # said once per process, not once per step
 
 
 class StepError(Exception):
@@ -33,26 +37,85 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def setup_logging(cfg: dict[str, Any], *steps: str) -> None:
-    """Send each named step's log to logs/<step>.log (rotated) and warnings to stderr."""
+    """Send each named step's log to logs/<step>.log (rotated) and warnings to stderr, one line each."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if not any(getattr(h, "_drs_stderr", False) for h in root.handlers):
         err = logging.StreamHandler(sys.stderr)
         err.setLevel(logging.WARNING)
-        err.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        err.format = _one_line  # type: ignore[method-assign]  # tracebacks go to the step's log file only
         err._drs_stderr = True  # type: ignore[attr-defined]
         root.addHandler(err)
     folder = cfg["log_folder_path"]
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder in _UNWRITABLE_LOG_FOLDERS:
+        return
     for step in steps:
         logger = logging.getLogger(step)
         target = str(folder / f"{step}.log")
         if any(getattr(h, "baseFilename", None) == target for h in logger.handlers):
             continue
-        fh = logging.handlers.RotatingFileHandler(target, maxBytes=cfg["log"]["max_bytes"],
-                                                  backupCount=cfg["log"]["backups"], encoding="utf-8")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fh = logging.handlers.RotatingFileHandler(target, maxBytes=cfg["log"]["max_bytes"],
+                                                      backupCount=cfg["log"]["backups"], encoding="utf-8")
+        except OSError as e:  # the work matters more than its log: go on, and say so once
+            logging.getLogger(step).warning("cannot write logs in %s (%s): warnings and errors go to stderr only",
+                                            folder, e.strerror or e)
+            _UNWRITABLE_LOG_FOLDERS.add(folder)
+            return
         fh.setFormatter(logging.Formatter(LOG_FORMAT))
+        # A line that cannot be written (a full disk) is dropped without a traceback on stderr: the step's own
+        # one-line error already says what the disk did.
+        fh.handleError = _drop_record  # type: ignore[method-assign]
         logger.addHandler(fh)
+    rotate_redirected_output(cfg)
+
+
+def _one_line(record: logging.LogRecord) -> str:
+    """A log record as one stderr line: step, level, message (no traceback; newlines folded)."""
+    return f"{record.name}: {record.levelname}: {' '.join(record.getMessage().splitlines())}"
+
+
+def _drop_record(record: logging.LogRecord) -> None:
+    """What a log file handler does with a record it could not write: nothing."""
+
+
+def rotate_redirected_output(cfg: dict[str, Any]) -> None:
+    """Rotate our stdout or stderr when it is appended to a file of the log folder, as cron does with
+    logs/cron.log (cronjob.txt): one summary line per tick every 10 minutes grows it without end otherwise.
+    The file is renamed to <name>.1 (and so on, log.backups kept); this run goes on writing to the renamed file,
+    the next one to a fresh file."""
+    folder, limit = cfg["log_folder_path"], cfg["log"]["max_bytes"]
+    for fd in (sys.stdout, sys.stderr):
+        try:
+            st = os.fstat(fd.fileno())
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size < limit or not folder.is_dir():
+            continue
+        for p in folder.glob("*.log"):  # the current file only, never one already rotated (name.log.1)
+            try:
+                same = os.path.samestat(p.stat(), st)
+            except OSError:
+                continue
+            if same:
+                _shift(p, cfg["log"]["backups"])
+                break
+
+
+def _shift(path: Path, keep: int) -> None:
+    """path -> path.1 -> path.2 ... keeping `keep` old files (none: path is just removed)."""
+    try:
+        if keep == 0:
+            path.unlink()
+            return
+        for i in range(keep - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{i}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+        os.replace(path, path.with_name(f"{path.name}.1"))
+    except OSError as e:  # another tick rotated it first, or the folder is read-only: try again next tick
+        logging.getLogger("cli").info("could not rotate %s: %s", path, e)
 
 
 def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], dict[str, Any]],
@@ -80,9 +143,8 @@ def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], di
         log.error("interrupted")
         code, result, line = 130, {"error": "interrupted"}, "interrupted"
     except Exception as e:  # an unforeseen failure still ends in one line; the traceback goes to the log
-        log.exception("failed")
         line = f"failed: {type(e).__name__}: {e}"
-        print(f"{step}: {line} (traceback in {cfg['log_folder_path'] / (step + '.log')})", file=sys.stderr)
+        log.error("%s (traceback in %s)", line, cfg["log_folder_path"] / (step + ".log"), exc_info=True)
         code, result = 1, {"error": line}
     if record:
         history.safely(cfg, f"the {step} run", history.record_run, step, started, history.now_iso(),

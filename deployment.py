@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import cli
-from atomicio import LockBusy, fsync_path, file_lock, sha256_file
+from atomicio import LockBusy, atomic_write_json, fsync_path, file_lock, sha256_file
 from config import display_path
 from filerecord import INGESTED_FILE
 from modelstore import ModelError, load_model
@@ -137,6 +137,7 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     base = prod / RELEASES
     base.mkdir(exist_ok=True)
     _remove_partials(base)
+    _remove_partials(prod)
     previous = current_release(cfg)
     version = max([int(p.name) for p in base.iterdir() if p.name.isdigit()], default=0) + 1
     staging = base / f"{PARTIAL}{version:04d}"
@@ -160,9 +161,7 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
         "scores": {k: scores.get(k) for k in ("f1", "precision", "recall", "accuracy", "roc_auc", "rows",
                                                "positives", "scored_at", "test_data")},
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    fsync_path(staging / MANIFEST)
-    fsync_path(staging)
+    atomic_write_json(staging / MANIFEST, manifest)  # fsynced, folder too; a full disk names the file
     final = base / f"{version:04d}"
     os.rename(staging, final)
     fsync_path(base)
@@ -216,14 +215,37 @@ def _prune(cfg: dict[str, Any]) -> list[int]:
     releases = list_releases(cfg)
     doomed = [r for r in releases[:-keep] if not r["current"]] if len(releases) > keep else []
     for r in doomed:
-        shutil.rmtree(r["folder"], ignore_errors=True)
+        # Renamed out of the numbered names first: a run killed while deleting leaves a partial folder that the
+        # next deployment removes, never a numbered release with files missing.
+        folder = Path(r["folder"])
+        gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
+        os.rename(folder, gone)
+        shutil.rmtree(gone, ignore_errors=True)
     return [r["version"] for r in doomed]
 
 
+def remove_leftovers(cfg: dict[str, Any]) -> None:
+    """Remove what a killed deployment left (see _remove_partials), unless a deployment is running now."""
+    prod = cfg["prod_deployment_path"]
+    folders = [f for f in (prod, prod / RELEASES) if f.is_dir()]
+    if not any(next(f.glob(f"*{PARTIAL}*"), None) for f in folders):
+        return
+    try:
+        with file_lock(prod / LOCK_FILE):
+            for f in folders:
+                _remove_partials(f)
+    except LockBusy:
+        pass  # that deployment, or the next one, cleans up
+
+
 def _remove_partials(base: Path) -> None:
-    """Remove release folders a killed deployment left half-built."""
-    for p in base.glob(f"{PARTIAL}*"):
-        shutil.rmtree(p, ignore_errors=True)
+    """Remove what a killed deployment left: half-built or half-pruned release folders in releases/, and the
+    temporary links of a switch (.current.partial-<pid>) beside current. Callers hold the deployment lock."""
+    for p in base.glob(f"*{PARTIAL}*"):
+        if p.is_symlink():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def describe(cfg: dict[str, Any]) -> dict[str, Any]:

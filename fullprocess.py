@@ -5,24 +5,33 @@
     python fullprocess.py --force      # retrain and deploy whatever the drift check says
 
 1. Takes a lock; if another run holds it, says so and exits 0 (overlapping cron ticks are normal).
-2. Looks for new data: files whose size or mtime changed are hashed and compared with the ingestion record.
-   None, and a release is deployed: records the tick and exits, without importing pandas or scikit-learn.
-   (Rows ingested by a run killed before its drift check are not "new" files, but are checked by the next run.)
+2. Looks for new data: files whose size or mtime changed are hashed and compared with the ingestion record (a
+   file touched but unchanged gets its new mtime recorded, so it is hashed once). Removes what killed runs left
+   half-written. None, and a release is deployed: records the tick and exits, without importing pandas or
+   scikit-learn. (Rows ingested by a run killed before its drift check are not "new" files, but are checked by
+   the next run.)
 3. Ingests. Nothing deployed yet: trains, scores and deploys from whatever data exists (bootstrap).
 4. Checks the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's
    rule, a bootstrap interval and a minimum margin; "insufficient-data" keeps the rows for the next check), and
    data drift per feature against the release's reference profile.
 5. On model drift (or data drift, if the config says so, or --force) trains a challenger, scores it, and deploys
    it only if it is not worse than the deployed model on the same test data (deployment.promotion_tolerance).
+   Data drift on too few rows for a model check retrains nothing: those rows wait for the next check.
 6. Records the run, every step's timing, the drift check and each decision with its reason in the history store.
 7. If anything changed, refreshes diagnostics, the report and the API answers (after recording, so the report's
-   trends include this run; a run killed before it leaves a marker the next tick acts on). Failures: logged only.
+   trends include this run; a run killed before it, or an output that failed, leaves a marker the next tick acts
+   on). Failures: logged only.
+A failure (a step, a full disk, a read-only folder, a history store that cannot record the run) ends the run
+with one line on stderr and exit code 1; what was stored stays, and the next run does the work again.
 """
 from __future__ import annotations
 
 import importlib
 import json
 import logging
+import os
+import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,9 +41,10 @@ from typing import Any, Callable
 import cli
 import deployment
 import history
-from atomicio import LockBusy, file_lock
+from atomicio import LockBusy, file_lock, remove_stale_temps
 from config import display_path
-from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, new_files, read_record
+from filerecord import (INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, list_data_files, new_files,
+                        read_record, record_name, same_stat, write_record)
 from modelstore import ModelError
 
 log = logging.getLogger("fullprocess")
@@ -42,6 +52,8 @@ log = logging.getLogger("fullprocess")
 LOCK_FILE = ".fullprocess.lock"
 OUTPUTS_PENDING = ".outputs-pending"  # in the output folder: a run changed something its outputs do not show yet
 FINALDATA_FILE = "finaldata.csv"  # ingestion.FINALDATA_FILE, named here so the light path need not import pandas
+INGESTION_LOCK = ".ingestion.lock"  # ingestion.LOCK_FILE, likewise
+LOW_DISK_BYTES = 10 * 2**20
 STEP_LOGS = ("fullprocess", "ingestion", "training", "scoring", "deployment", "history")
 OUTPUT_STEPS = ("diagnostics", "reporting", "apicalls")  # each module offers refresh(cfg) -> dict
 ROOT = Path(__file__).resolve().parent
@@ -53,16 +65,17 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
     run = {"started": history.now_iso(), "t0": time.monotonic(), "steps": [], "decisions": [], "scores": [],
            "check": None, "dry_run": dry_run}
     out = cfg["output_folder_path"]
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         with file_lock(out / LOCK_FILE):
             try:
                 result = _tick(cfg, run, dry_run, force)
             except cli.StepError as e:
-                log.error("%s", e)
+                result = {"outcome": "failed", "line": str(e), "error": str(e)}
+            except OSError as e:  # outside any step: the records or the input folder cannot be read
                 result = {"outcome": "failed", "line": f"failed: {e}", "error": str(e)}
             if not dry_run:
-                history.safely(cfg, "the fullprocess run", _record, run, result)
+                _record_tick(cfg, run, result)
                 # after recording, so the report and dashboard trends include this run
                 if result["outcome"] != "failed" and (out / OUTPUTS_PENDING).exists():
                     refresh_outputs(cfg)
@@ -70,10 +83,46 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
         log.info("another fullprocess run holds %s: nothing to do", out / LOCK_FILE)
         result = {"outcome": "busy", "line": "another fullprocess run is in progress; this tick does nothing"}
         if not dry_run:
-            history.safely(cfg, "the fullprocess run", _record, run, result)
+            _record_tick(cfg, run, result)
+    except OSError as e:  # the output folder itself is unusable (read-only, full, gone): not even the lock
+        line = f"cannot work in {display_path(cfg, out)}: {e}"
+        result = {"outcome": "failed", "line": line, "error": line}
+        if not dry_run:
+            _record_tick(cfg, run, result)
     if result["outcome"] == "failed":
-        raise cli.StepError(result["line"])
+        raise cli.StepError(result["line"])  # cli.run logs it: the one line on stderr
     return result
+
+
+def _record_tick(cfg: dict[str, Any], run: dict[str, Any], result: dict[str, Any]) -> None:
+    """Record the tick in the history store. The history is what later runs decide from (which rows were checked),
+    so a run it cannot record has failed, whatever it did: its one line says both."""
+    try:
+        with history.connect(cfg) as db:
+            _record(db, run, result)
+    except (sqlite3.Error, OSError) as e:
+        if not result["line"].startswith("the history store"):  # else the line already says so
+            result["line"] += f"; but {_history_trouble(cfg, e, 'could not record this run')}"
+        result["outcome"] = "failed"
+
+
+def _read_history(cfg: dict[str, Any], fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(db, *args) on the history store. What the run decides depends on it (which rows were checked), and it
+    could not record the run either: a store that cannot be read stops the run, in one line."""
+    try:
+        with history.connect(cfg) as db:
+            return fn(db, *args)
+    except (sqlite3.Error, OSError) as e:
+        raise cli.StepError(_history_trouble(cfg, e, "cannot be read")) from None
+
+
+def _history_trouble(cfg: dict[str, Any], e: Exception, what: str) -> str:
+    """"the history store history/history.sqlite3 <what> (disk I/O error; 0 KB free there)": SQLite says "disk I/O
+    error" when a full disk leaves no room for its shared-memory file, so the free space is named when low."""
+    folder = Path(cfg["history_path"]).parent
+    free = shutil.disk_usage(folder).free if folder.is_dir() else 0
+    low = f"; {free // 1024:,} KB free there" if free < LOW_DISK_BYTES else ""
+    return f"the history store {display_path(cfg, cfg['history_path'])} {what} ({e}{low})"
 
 
 def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) -> dict[str, Any]:
@@ -81,9 +130,14 @@ def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) 
     out = cfg["output_folder_path"]
     ingested = read_record(out / INGESTED_FILE, INGESTED_FIELDS)
     rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
+    looked = _recorded_but_restated(cfg, ingested, rejected)
     found = new_files(cfg["input_folder_path"], cfg["input_file_extension"], cfg["root"], ingested, rejected)
+    if not dry_run:
+        _tidy(cfg)
+        _remember_touched(cfg, {p: st for p, st in looked.items() if p not in found})
     release = deployment.current_release(cfg)
-    unchecked = _unchecked_bytes(cfg, release) if not found and release is not None else 0
+    # Read even when there are new files: a history store that cannot be read stops the run before it changes anything.
+    unchecked = _unchecked_bytes(cfg, release) if release is not None else 0
     if not found and release is not None and not force and not unchecked:
         line = (f"no new data in {display_path(cfg, cfg['input_folder_path'])} ({len(ingested)} files ingested"
                 f"{f', {len(rejected)} rejected' if rejected else ''}); release {release['version']} stays")
@@ -100,6 +154,55 @@ def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) 
     return run_pipeline(cfg, run, release, force, names)
 
 
+def _recorded_but_restated(cfg: dict[str, Any], ingested: dict[str, dict[str, Any]],
+                           rejected: dict[str, dict[str, Any]]) -> dict[Path, os.stat_result]:
+    """Recorded data files whose size or mtime differs from their record (new_files hashes these), with that stat."""
+    out = {}
+    for p in list_data_files(cfg["input_folder_path"], cfg["input_file_extension"]):
+        name = record_name(p, cfg["root"])
+        entry = ingested.get(name) or rejected.get(name)
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if entry and not same_stat(entry, st):
+            out[p] = st
+    return out
+
+
+def _remember_touched(cfg: dict[str, Any], touched: dict[Path, os.stat_result]) -> None:
+    """Record the new size and mtime of data files that were touched but whose content is unchanged, so the
+    following ticks do not hash them again (SPEC 7.2: the no-new-data tick reads no file it has seen).
+    Under the ingestion lock, like every writer of the records; skipped when an ingestion holds it."""
+    if not touched:
+        return
+    out = cfg["output_folder_path"]
+    try:
+        with file_lock(out / INGESTION_LOCK):
+            for record, fields in ((INGESTED_FILE, INGESTED_FIELDS), (REJECTED_FILE, REJECTED_FIELDS)):
+                entries = read_record(out / record, fields)
+                changed = False
+                for p, st in touched.items():
+                    entry, now = entries.get(record_name(p, cfg["root"])), p.stat()
+                    # unchanged since it was hashed (before new_files): the hash that matched is still its hash
+                    if entry and (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns):
+                        entry.update(size=str(st.st_size), mtime_ns=str(st.st_mtime_ns))
+                        changed = True
+                if changed:
+                    write_record(out / record, fields, entries)
+                    log.info("touched, unchanged: %s", ", ".join(display_path(cfg, p) for p in touched))
+    except (LockBusy, OSError) as e:  # next tick tries again; hashing once more costs time, not correctness
+        log.info("could not record touched files: %s", e)
+
+
+def _tidy(cfg: dict[str, Any]) -> None:
+    """Remove what killed runs left half-written: temporary files (not those of a writer still running) and
+    partial release folders (when no deployment is running)."""
+    for key in ("output_folder_path", "output_model_path", "report_folder_path"):
+        remove_stale_temps(cfg[key])
+    deployment.remove_leftovers(cfg)
+
+
 def _unchecked_bytes(cfg: dict[str, Any], release: dict[str, Any]) -> int:
     """Bytes of finaldata.csv that were ingested but never drift-checked nor trained on: a run killed between
     ingestion and its record. Those files are no longer "new", so without this the work would never be done."""
@@ -107,9 +210,7 @@ def _unchecked_bytes(cfg: dict[str, Any], release: dict[str, Any]) -> int:
         size = (cfg["output_folder_path"] / FINALDATA_FILE).stat().st_size
     except OSError:
         return 0
-    checked = history.safely(cfg, "(reading) the last check", history.last_check_end)
-    if checked is None:  # history unreadable: do not turn every tick into a heavy run
-        return 0
+    checked = _read_history(cfg, history.last_check_end)
     return max(0, size - max(checked, int(release.get("model", {}).get("data_bytes", 0))))
 
 
@@ -132,8 +233,8 @@ def _step(run: dict[str, Any], name: str, fn: Callable[..., dict[str, Any]], *ar
     except Exception as e:
         entry["outcome"] = "failed"
         entry["details"] = {"error": f"{type(e).__name__}: {e}"}
-        if not isinstance(e, cli.StepError):
-            logging.getLogger(name).exception("failed inside fullprocess")
+        if not isinstance(e, cli.StepError):  # the traceback for the log file; stderr gets the one error line
+            logging.getLogger(name).info("failed inside fullprocess", exc_info=True)
         raise cli.StepError(f"{name} failed: {e}") from None
     finally:
         entry["ended"], entry["seconds"] = history.now_iso(), time.monotonic() - t0
@@ -151,6 +252,11 @@ def run_pipeline(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, An
     import ingestion
     import scoring
     import training
+    # The marker goes down before anything changes: a run killed after deploying but before the end would leave
+    # the outputs describing the old release, and the next tick (nothing new for it) would never refresh them.
+    marker = cfg["output_folder_path"] / OUTPUTS_PENDING
+    pending = marker.exists()
+    marker.touch()
     ing = _step(run, "ingestion", ingestion.ingest, cfg)
     parts = [ingestion.summary(ing)]
     size = (cfg["output_folder_path"] / ingestion.FINALDATA_FILE).stat().st_size
@@ -177,10 +283,10 @@ def run_pipeline(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, An
             _decide(run, "keep", f"release {release['version']} stays: {check['reason']}")
             parts.append(f"release {release['version']} stays")
         changed = bool(ing["ingested_files"]) or bool(want)
-    if changed:
-        # a marker, not a call: outputs are refreshed once the run is recorded, and by the next tick if this one
-        # is killed before they are
-        (cfg["output_folder_path"] / OUTPUTS_PENDING).touch()
+    if not changed and not pending:
+        marker.unlink()  # nothing the outputs show changed (the marker stays if a failed output was waiting)
+    # else: a marker, not a call: outputs are refreshed once the run is recorded, and by the next tick if this one
+    # is killed before they are
     return {"outcome": "ok", "line": "; ".join(parts), "new_files": names, "ingestion": ing,
             "check": run["check"], "decisions": run["decisions"]}
 
@@ -198,7 +304,10 @@ def _retrain_reason(cfg: dict[str, Any], check: dict[str, Any], force: bool) -> 
         return "--force"
     if check["verdict"] == "drift":
         return f"model drift: {check['reason']}"
-    if cfg["drift"]["retrain_on_data_drift"] and check.get("data_verdict") == "DRIFT":
+    # Too few rows for a model check are too few to retrain on their data drift too: they wait for the next check
+    # (three odd rows once put PSI past its noise floor and retrained).
+    if cfg["drift"]["retrain_on_data_drift"] and check.get("data_verdict") == "DRIFT" \
+            and check["verdict"] != "insufficient-data":
         return "data drift (drift.retrain_on_data_drift is on)" + _drifting(check)
     return ""
 
@@ -209,14 +318,14 @@ def drift_check(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict
     import ingestion
     model, manifest = _deployed_model(cfg)
     # New rows: those after both the last conclusive check and the data the deployed model was trained on.
-    start = max(history.safely(cfg, "(reading) the last check", history.checked_up_to) or 0,
+    start = max(_read_history(cfg, history.checked_up_to),
                 int(manifest["model"].get("data_bytes", 0)))
     start = start if start <= size else 0
     new = ingestion.read_finaldata_since(cfg, start)
     target = cfg["target_column"]
     y = new[target].to_numpy()
     pred = model.predict(new[cfg["feature_columns"]]) if len(new) else y
-    past = history.safely(cfg, "(reading) past scores", history.past_new_scores, release["version"]) or []
+    past = _read_history(cfg, history.past_new_scores, release["version"])
     check = drift.model_drift(y, pred, float(manifest["scores"]["f1"]), past, cfg["drift"])
     profile = json.loads((Path(manifest["folder"]) / "reference_profile.json").read_text(encoding="utf-8"))
     data = drift.data_drift(profile, new, cfg["feature_columns"], cfg["drift"])
@@ -245,7 +354,8 @@ def _challenge(cfg: dict[str, Any], run: dict[str, Any], release: dict[str, Any]
 
 
 def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run diagnostics, reporting and apicalls when they exist, then clear the marker; failures are logged only."""
+    """Run diagnostics, reporting and apicalls when they exist, then clear the marker if all succeeded; failures
+    are logged only (the release is unaffected) and tried again by the next tick."""
     log.info("refreshing outputs: %s", ", ".join(OUTPUT_STEPS))
     done: dict[str, Any] = {}
     for name in OUTPUT_STEPS:
@@ -257,7 +367,8 @@ def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
         except Exception as e:  # outputs are secondary: a deployment that succeeded stays deployed
             log.warning("%s failed (the release is unaffected): %s: %s", name, type(e).__name__, e)
             done[name] = {"error": f"{type(e).__name__}: {e}"}
-    (cfg["output_folder_path"] / OUTPUTS_PENDING).unlink(missing_ok=True)
+    if not any("error" in v for v in done.values()):  # else the next tick tries again: no stale report stays
+        (cfg["output_folder_path"] / OUTPUTS_PENDING).unlink(missing_ok=True)
     log.info("outputs refreshed: %s", ", ".join(f"{k} failed" if "error" in v else k for k, v in done.items()))
     return done
 
@@ -288,7 +399,7 @@ def dry_run_plan(cfg: dict[str, Any], found: list[Path], release: dict[str, Any]
         new = ingestion.read_finaldata_since(cfg, size - unchecked)
     if new is not None and len(new):
         model, manifest = _deployed_model(cfg)
-        past = history.safely(cfg, "(reading) past scores", history.past_new_scores, release["version"]) or []
+        past = _read_history(cfg, history.past_new_scores, release["version"])
         check = drift.model_drift(new[cfg["target_column"]].to_numpy(), model.predict(new[cfg["feature_columns"]]),
                                   float(manifest["scores"]["f1"]), past, cfg["drift"])
         which = "the unchecked rows" if unchecked and not found else "the new files alone"
@@ -301,21 +412,28 @@ def dry_run_plan(cfg: dict[str, Any], found: list[Path], release: dict[str, Any]
     return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan}
 
 
-def _record(db: Any, run: dict[str, Any], result: dict[str, Any]) -> None:
-    """Write the tick, its steps, drift check, scores and decisions to the history store."""
+def _record(db: Any, run: dict[str, Any], result: dict[str, Any]) -> int:
+    """Write the tick, its steps, drift check, scores and decisions to the history store; returns its id."""
     seconds = time.monotonic() - run["t0"]
     details = {k: v for k, v in result.items() if k != "line"}
+    # The drift check of a run that failed before carrying out its decision (training, scoring or deployment
+    # failed) is kept in the run's details only: recorded as a check it would mark its rows as checked, and the
+    # next run would find nothing to do, the retrain lost.
+    acted_on = result["outcome"] != "failed"
+    if run["check"] and not acted_on:
+        details["check_not_acted_on"] = run["check"]
     run_id = history.record_run(db, "fullprocess", run["started"], history.now_iso(), seconds, result["outcome"],
                                 result["line"], details)
     for s in run["steps"]:
         history.record_run(db, s["step"], s["started"], s["ended"], s["seconds"], s["outcome"],
                            "", s["details"], parent_id=run_id)
-    if run["check"]:
+    if run["check"] and acted_on:
         history.record_drift_check(db, run_id, run["check"])
     for role, metrics, release in run["scores"]:
         history.record_score(db, run_id, role, metrics, release)
     for d in run["decisions"]:
         history.record_decision(db, run_id, d["decision"], d["reason"])
+    return run_id
 
 
 if __name__ == "__main__":

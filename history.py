@@ -145,5 +145,7 @@ def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
         with connect(cfg) as db:
             return fn(db, *args)
     except (sqlite3.Error, OSError) as e:
-        log.warning("history store %s: could not record %s (%s)", cfg["history_path"], what, e)
+        reading = what.startswith("(reading) ")  # callers name a read "(reading) what"
+        log.warning("history store %s: could not %s (%s)", cfg["history_path"],
+                    f"read {what[len('(reading) '):]}" if reading else f"record {what}", e)
         return None

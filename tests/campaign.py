@@ -1,0 +1,342 @@
+"""What the reliability campaigns share (tests/test_crash.py, test_overlap.py, test_month.py): their sizes, the data
+drops they make with generate_data.py, the rows those drops should leave in finaldata.csv, real cron-like ticks, and
+the checks that every artifact is whole.
+
+Sizes: the quick form runs in `make test`; SOAK=1 (`make soak`) selects the long form whose figures are in
+docs/reliability.md. Everything random is drawn from seeded generators, so a campaign's plan (which drops, which
+kill points) is the same on every run; where a timed kill lands still depends on the machine's speed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import generate_data
+from conftest import ROOT, free_port, make_workspace, run_script, write_config
+
+LONG = os.environ.get("SOAK", "") not in ("", "0")
+SIZES = {  # quick form (make test) / long form (SOAK=1, make soak)
+    "kills": 200 if LONG else 40,
+    "overlap_rounds": 10 if LONG else 2,
+    "days": 30 if LONG else 1,
+    "disk_points": 10 if LONG else 2,
+}
+TICKS_PER_DAY = 24 * 6  # cron runs fullprocess every 10 minutes
+COLUMNS = [generate_data.ID, *generate_data.FEATURES, generate_data.TARGET]
+TEMP_MARKS = (".tmp-", ".partial-")  # atomicio.TEMP_MARK and deployment.PARTIAL: half-written files and folders
+
+
+def command(ws: Path, config: str = "config.json") -> list[str]:
+    """The cron command for a workspace."""
+    return [sys.executable, str(ROOT / "fullprocess.py"), "--config", str(ws / config)]
+
+
+def cron_tick(ws: Path, config: str = "config.json") -> tuple[int, float]:
+    """One tick as cron runs it (cronjob.txt): stdout and stderr appended to logs/cron.log; (exit code, seconds)."""
+    (ws / "logs").mkdir(exist_ok=True)
+    t0 = time.monotonic()
+    with open(ws / "logs" / "cron.log", "ab") as out:
+        code = subprocess.run(command(ws, config), cwd="/", stdout=out, stderr=subprocess.STDOUT,
+                              timeout=600).returncode
+    return code, time.monotonic() - t0
+
+
+def prepared_workspace(path: Path, **overrides: Any) -> Path:
+    """Release 1 bootstrapped from the practice data (an old-period model), the shipped source data waiting (the
+    drift story), diagnostics' version look-ups cached, and the API URL pointing where nothing listens (apicalls
+    then finds the API down at once instead of calling a live one)."""
+    ws = make_workspace(path)
+    settings = {"url": f"http://127.0.0.1:{free_port()}/", **overrides}
+    write_config(ws, **settings)
+    write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels",
+                 **settings)
+    p = run_script("fullprocess.py", ws, config="config.practice.json", timeout=300)
+    assert p.returncode == 0, p.stderr
+    run_script("diagnostics.py", ws, timeout=120)  # as a user would; later runs reuse its looked-up versions
+    return ws
+
+
+# ---------------------------------------------------------------- data drops
+
+def rows_of(df: pd.DataFrame) -> list[tuple]:
+    """Rows as comparable tuples (missing values as None), read the way a user reads a CSV file."""
+    typed = df[COLUMNS].astype(object).where(df[COLUMNS].notna(), None)
+    return [(str(r[0]), *(None if v is None else float(v) for v in r[1:-1]), int(r[-1]))
+            for r in typed.itertuples(index=False)]
+
+
+def read_rows(path: Path) -> list[tuple]:
+    """The rows of a CSV file we wrote, or of finaldata.csv."""
+    return rows_of(pd.read_csv(path, dtype={generate_data.ID: str}, keep_default_na=False,
+                               na_values={c: [""] for c in generate_data.FEATURES}))
+
+
+@dataclass
+class Drops:
+    """Every file dropped into one input folder, and the rows each good one holds."""
+    folder: Path
+    rng: np.random.Generator
+    good: dict[str, set[tuple]] = field(default_factory=dict)    # record name -> its distinct rows
+    bad: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)
+    drifting: list[str] = field(default_factory=list)
+    seq: int = 0
+
+
+def expected(drops: Drops, names: Any = None) -> set[tuple]:
+    """The distinct good rows of the named files (default: all dropped so far)."""
+    out: set[tuple] = set()
+    for name, rows in drops.good.items():
+        if names is None or name in names:
+            out |= rows
+    return out
+
+
+def register_shipped(drops: Drops, ws: Path, folders: tuple[str, ...] = ("practicedata", "sourcedata")) -> None:
+    """Count the files already in the workspace's data folders as dropped good files."""
+    for folder in folders:
+        for p in sorted((ws / folder).glob("*.csv")):
+            drops.good[f"{folder}/{p.name}"] = set(read_rows(p))
+
+
+def clients(rng: np.random.Generator, n: int, period: str) -> pd.DataFrame:
+    """n clients of a period as generate_data makes them: a few missing values, a few rows repeated in the file."""
+    df = generate_data.add_missing(rng, generate_data.clients(rng, n, period))
+    return generate_data.add_duplicates(rng, df, df, max(1, n // 50))
+
+
+def pool(drops: Drops) -> pd.DataFrame:
+    """All good rows dropped so far, as a frame (to copy duplicates from)."""
+    rows = sorted(expected(drops), key=repr)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def drop(drops: Drops, kind: str, ws: Path) -> str | None:
+    """Write one new file of a kind into the input folder (or touch an old one); returns its record name.
+
+    old / new:  clients of generate_data's practice or source period (new after old is model drift: the story)
+    flip:       source-period clients whose outcome is reversed: what used to mean "stays" now means "leaves"
+                (a concept drift the deployed model must catch)
+    dup:        only copies of rows dropped before;  mixed: half copies, half new clients
+    small:      too few rows for a drift check (they wait for the next one)
+    large:      ten thousand clients (a longer ingestion and training to be killed in)
+    bad:        a file the data contract refuses (tests/badinput.py's corpus when present)
+    odd:        a file odd but within the contract (tests/badinput.py's corpus when present)
+    touch:      an already ingested file touched: new mtime, same bytes, so not new data"""
+    rng = drops.rng
+    drops.seq += 1
+    drops.kinds[kind] = drops.kinds.get(kind, 0) + 1
+    name = f"drop{drops.seq:04d}-{kind}.csv"
+    if kind == "touch":
+        old = sorted(n for n in drops.good if n.startswith(f"{drops.folder.name}/"))
+        if not old:
+            return None
+        p = ws / old[int(rng.integers(len(old)))]
+        st = p.stat()
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        return None
+    if kind in ("bad", "odd"):
+        return write_corpus_kind(drops, "rejected" if kind == "bad" else "accepted")
+    if kind in ("old", "new"):
+        df = clients(rng, int(rng.integers(150, 400)), kind)
+    elif kind == "flip":
+        df = clients(rng, int(rng.integers(100, 150)), "new")
+        df[generate_data.TARGET] = 1 - df[generate_data.TARGET]
+        drops.drifting.append(f"{drops.folder.name}/{name}")
+    elif kind == "small":
+        df = clients(rng, int(rng.integers(10, 30)), "new")
+    elif kind == "large":
+        df = generate_data.add_missing(rng, generate_data.clients_fast(rng, 10_000, "new"))
+    elif kind == "dup":
+        old = pool(drops)
+        df = old.iloc[rng.choice(len(old), size=min(len(old), int(rng.integers(50, 200))), replace=False)]
+    elif kind == "mixed":
+        old = pool(drops)
+        df = pd.concat([clients(rng, 150, "new"), old.iloc[rng.choice(len(old), size=150, replace=False)]])
+    else:
+        raise ValueError(kind)
+    path = drops.folder / name
+    df.to_csv(path, index=False, lineterminator="\n")
+    record = f"{drops.folder.name}/{name}"
+    drops.good[record] = set(read_rows(path))
+    return record
+
+
+def write_corpus_kind(drops: Drops, outcome: str) -> str:
+    """One file of tests/badinput.py's corpus with that outcome ("rejected": the contract refuses it, "accepted":
+    odd but good), the kinds taken in turn; three bad files of our own when that module is absent (then "odd"
+    drops are bad ones too)."""
+    kinds = corpus(outcome) or OWN_BAD
+    k = kinds[drops.kinds["bad" if outcome == "rejected" else "odd"] % len(kinds)]
+    name = f"drop{drops.seq:04d}-{outcome}-{k['kind']}.csv"
+    (drops.folder / name).write_bytes(k["data"])
+    record = f"{drops.folder.name}/{name}"
+    if outcome == "rejected" or k in OWN_BAD:
+        drops.bad.append(record)
+    else:
+        drops.good[record] = {(str(r[0]), *(None if v is None else float(v) for v in r[1:-1]), int(r[-1]))
+                              for r in k["expect"]}
+    return record
+
+
+HEADER = ",".join(COLUMNS).encode()
+OWN_BAD = [{"kind": "not-utf8", "data": HEADER + b"\nabc\xff,1,2,3,0\n"},
+           {"kind": "missing-column", "data": b"corporation,lastmonth_activity,exited\nabcde,1,0\n"},
+           {"kind": "target-2", "data": HEADER + b"\nabcde,1,2,3,2\n"}]
+
+
+def corpus(outcome: str) -> list[dict[str, Any]]:
+    """The plain-file kinds of tests/badinput.py's corpus with an outcome (none when that module is absent).
+    Left out: kinds made by links, folders or permissions, and the megabyte-sized ones (slow to parse)."""
+    try:
+        import badinput  # written by another engineer; used when present
+    except ImportError:
+        return []
+    return [k for k in badinput.KINDS if k["outcome"] in OUTCOMES[outcome] and k["make"] is badinput.write_bytes
+            and len(k["data"]) < 100_000 and k["kind"] not in KNOWN_BROKEN]
+
+
+OUTCOMES = {"rejected": ("rejected",), "accepted": ("accepted", "dropped")}
+# Accepted by the data contract, and then every challenger is worthless (1e308 overflows the scaler): an open
+# defect, see test_fullprocess.py::test_a_huge_accepted_value_does_not_spoil_every_later_retrain. Left out until fixed.
+KNOWN_BROKEN = {"huge-numbers"}
+
+
+# ---------------------------------------------------------------- reading the workspace back
+
+def query(ws: Path, sql: str, *params: Any) -> list[tuple]:
+    """Rows of a query on the workspace's history store."""
+    db = sqlite3.connect(ws / "history" / "history.sqlite3", timeout=30)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def record(ws: Path, name: str) -> dict[str, list[str]]:
+    """An ingestion record file (ingestedfiles.txt / rejectedfiles.txt): name -> fields."""
+    path = ws / "ingesteddata" / name
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split("\t")
+        assert fields[0] and fields[0] not in out, f"{name}: bad or repeated line {line!r}"
+        assert len(fields[1]) == 64, f"{name}: no content hash in {line!r}"
+        out[fields[0]] = fields
+    return out
+
+
+def stale_temps(ws: Path) -> list[str]:
+    """Half-written files or release folders left anywhere in the workspace's artifact folders."""
+    found = []
+    for folder in ("ingesteddata", "models", "practicemodels", "production_deployment", "reports", "history"):
+        base = ws / folder
+        if base.exists():
+            found += [str(p.relative_to(ws)) for p in base.rglob("*") if any(m in p.name for m in TEMP_MARKS)]
+    return sorted(found)
+
+
+def check_whole(ws: Path, drops: Drops) -> None:
+    """Assert what a kill may have hit is whole: one complete release, parsable artifacts, a sound history store,
+    and finaldata.csv holding every row of the recorded files, only rows of dropped good files, each once."""
+    from config import load_config
+    import deployment
+    from modelstore import ModelError, load_model
+    cfg = load_config(ws / "config.json")
+    prod = cfg["prod_deployment_path"]
+    folder = (prod / os.readlink(prod / "current")).resolve()
+    assert folder.parent.name == "releases" and folder.name.isdigit(), f"current -> {folder}"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, digest in manifest["files"].items():
+        assert sha(folder / name) == digest, f"release {folder.name}: {name} does not match its manifest"
+    for name in ("trainedmodel.pkl", "latestscore.txt", "ingestedfiles.txt"):
+        assert (prod / name).resolve() == folder / name, f"{name} is not served from the current release"
+    model, _ = deployment.load_deployed_model(cfg)
+    assert hasattr(model, "predict")
+    # Data and its record: recorded rows all present, nothing that was not dropped, nothing twice.
+    data = read_rows(ws / "ingesteddata" / "finaldata.csv")
+    assert list(pd.read_csv(ws / "ingesteddata" / "finaldata.csv", nrows=0).columns) == COLUMNS
+    assert len(data) == len(set(data)), "finaldata.csv holds a row twice"
+    ingested, rejected = record(ws, "ingestedfiles.txt"), record(ws, "rejectedfiles.txt")
+    assert set(ingested) <= set(drops.good), sorted(set(ingested) - set(drops.good))
+    assert set(rejected) <= set(drops.bad), sorted(set(rejected) - set(drops.bad))
+    missing = expected(drops, ingested) - set(data)
+    assert not missing, f"{len(missing)} rows of recorded files are missing from finaldata.csv"
+    stray = set(data) - expected(drops)
+    assert not stray, f"{len(stray)} rows in finaldata.csv come from no good dropped file"
+    hashes = ws / "ingesteddata" / "rowhashes.npz"
+    if hashes.exists():
+        with np.load(hashes) as z:
+            assert z["hashes"].dtype == np.uint64
+    # Model artifacts: each parses; a model that does not match its record is refused, never half-loaded.
+    for models in (cfg["output_model_path"], ws / "practicemodels"):
+        for p in models.glob("*.json"):
+            json.loads(p.read_text())
+        if (models / "latestscore.txt").exists():
+            assert 0 <= float((models / "latestscore.txt").read_text()) <= 1
+        if (models / "trainedmodel.pkl").exists():
+            try:
+                load_model(models / "trainedmodel.pkl")
+            except ModelError:
+                pass
+        for p in models.glob("*.png"):
+            from PIL import Image
+            with Image.open(p) as im:
+                im.verify()
+    for pdf in sorted(cfg["report_folder_path"].glob("*.pdf"))[-2:]:
+        p = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True)
+        assert p.returncode == 0, f"{pdf.name} does not parse: {p.stderr}"
+    db = sqlite3.connect(cfg["history_path"], timeout=30)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        db.execute("SELECT COUNT(*) FROM runs").fetchone()
+    finally:
+        db.close()
+
+
+def check_done(ws: Path, drops: Drops) -> None:
+    """Assert a completed run finished everything: every good file ingested (its rows exactly once), every bad
+    one rejected, every drift verdict acted on, every ingested row drift-checked or trained on, no leftovers."""
+    check_whole(ws, drops)
+    data = read_rows(ws / "ingesteddata" / "finaldata.csv")
+    assert set(data) == expected(drops), "finaldata.csv differs from the distinct good rows dropped"
+    assert set(record(ws, "ingestedfiles.txt")) == set(drops.good)
+    assert set(record(ws, "rejectedfiles.txt")) == set(drops.bad)
+    size = (ws / "ingesteddata" / "finaldata.csv").stat().st_size
+    manifest = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
+    (checked,) = query(ws, "SELECT COALESCE(MAX(data_end_bytes), 0) FROM drift_checks WHERE id = "
+                           "(SELECT MAX(id) FROM drift_checks)")[0]
+    assert max(checked, manifest["model"]["data_bytes"]) == size, "ingested rows were left unchecked"
+    unacted = query(ws, "SELECT c.run_id FROM drift_checks c WHERE c.verdict = 'drift' AND NOT EXISTS "
+                        "(SELECT 1 FROM decisions d WHERE d.run_id = c.run_id AND d.decision = 'retrain')")
+    assert not unacted, f"drift verdicts of runs {unacted} were never acted on"
+    assert stale_temps(ws) == [], stale_temps(ws)
+    # The outputs show the current release: refreshed after it was made, none pending.
+    assert not (ws / "ingesteddata" / ".outputs-pending").exists(), "outputs were left to refresh"
+    report = ws / "reports" / "report.pdf"
+    made = (ws / "production_deployment" / "current" / "manifest.json").stat().st_mtime_ns
+    assert report.stat().st_mtime_ns >= made, "reports/report.pdf is older than the current release"
+
+
+def sha(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def clone(src: Path, dst: Path) -> Path:
+    """A private copy of a prepared workspace (symlinks kept, so current still points into releases/)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
