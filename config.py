@@ -31,6 +31,8 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "id_column": ("corporation", str, "", "client id column (text)"),
     "feature_columns": (["lastmonth_activity", "lastyear_activity", "number_of_employees"], list, "",
                         "numeric, non-negative feature columns"),
+    "feature_max": (1e15, float, "", "largest plausible feature value; a file with a larger one is refused (values "
+                                     "near float64's limit overflow the model's scaler)"),
     "target_column": ("exited", str, "", "target column, 0 or 1"),
     "model.C": (1.0, float, "", "inverse regularisation strength of LogisticRegression"),
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
@@ -167,6 +169,8 @@ def _check_columns(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"column '{name}' is named twice among id_column, feature_columns, target_column")
     if cfg["deployment"]["releases_kept"] < 2:
         raise ConfigError("key 'deployment.releases_kept' must be at least 2 (the current and the previous release)")
+    if cfg["feature_max"] <= 0:
+        raise ConfigError(f"key 'feature_max' must be above 0, got {cfg['feature_max']}")
     if not 0 < cfg["drift"]["confidence"] < 1:
         raise ConfigError(f"key 'drift.confidence' must be between 0 and 1, got {cfg['drift']['confidence']}")
     ext = cfg["input_file_extension"]

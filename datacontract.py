@@ -162,9 +162,10 @@ def _fast_column(col: pa.ChunkedArray, name: str, cfg: dict[str, Any], ascii_onl
     if name == cfg["target_column"]:
         return values.astype("int64") if col.null_count == 0 and np.isin(values, (0.0, 1.0)).all() else None
     missing = np.isnan(values)
-    # A NaN that is not a missing token ("NAN", "-nan"), an infinity or a negative number is refused by the checked
-    # reader, which says which row.
-    if np.count_nonzero(missing) != col.null_count or not (missing | (values >= 0) & (values < np.inf)).all():
+    # A NaN that is not a missing token ("NAN", "-nan"), an infinity, a negative or an implausibly large number is
+    # refused by the checked reader, which says which row.
+    plausible = (values >= 0) & (values <= cfg["feature_max"])
+    if np.count_nonzero(missing) != col.null_count or not (missing | plausible).all():
         return None
     return values + 0.0  # -0 becomes 0, as the checked reader has it
 
@@ -301,7 +302,7 @@ def _typed(raw: pd.DataFrame, cfg: dict[str, Any], source: str, require_target: 
     if id_col in raw:
         out[id_col] = raw[id_col].str.strip().astype(object)
     for col in cfg["feature_columns"]:
-        out[col] = _numbers(raw[col], col, source)
+        out[col] = _numbers(raw[col], col, source, cfg["feature_max"])
     if target in raw:
         out[target] = _target(raw[target], target, source)
     elif require_target:
@@ -309,8 +310,8 @@ def _typed(raw: pd.DataFrame, cfg: dict[str, Any], source: str, require_target: 
     return out.reset_index(drop=True)
 
 
-def _numbers(text: pd.Series, col: str, source: str) -> pd.Series:
-    """A feature column as float64: missing tokens become NaN; anything else must be a finite number >= 0."""
+def _numbers(text: pd.Series, col: str, source: str, most: float) -> pd.Series:
+    """A feature column as float64: missing tokens become NaN; anything else must be a number from 0 to most."""
     cells = text.str.strip()
     cells = cells.where(~cells.isin(MISSING_TOKENS), None)
     values = pd.to_numeric(cells, errors="coerce").astype("float64")
@@ -323,6 +324,10 @@ def _numbers(text: pd.Series, col: str, source: str) -> pd.Series:
     bad = values < 0
     if bad.any():
         _refuse(source, col, bad, cells, "a non-negative number")
+    # 1e308 is finite, but the scaler squares it: one such row would leave every later model worthless.
+    bad = values > most
+    if bad.any():
+        _refuse(source, col, bad, cells, f"a number at most {most:g} (config feature_max)")
     return values + 0.0  # "-0" and "0" are the same number (and written the same in finaldata.csv)
 
 

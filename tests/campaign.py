@@ -205,13 +205,10 @@ def corpus(outcome: str) -> list[dict[str, Any]]:
     except ImportError:
         return []
     return [k for k in badinput.KINDS if k["outcome"] in OUTCOMES[outcome] and k["make"] is badinput.write_bytes
-            and len(k["data"]) < 100_000 and k["kind"] not in KNOWN_BROKEN]
+            and len(k["data"]) < 100_000]
 
 
 OUTCOMES = {"rejected": ("rejected",), "accepted": ("accepted", "dropped")}
-# Accepted by the data contract, and then every challenger is worthless (1e308 overflows the scaler): an open
-# defect, see test_fullprocess.py::test_a_huge_accepted_value_does_not_spoil_every_later_retrain. Left out until fixed.
-KNOWN_BROKEN = {"huge-numbers"}
 
 
 # ---------------------------------------------------------------- reading the workspace back

@@ -383,6 +383,8 @@ def gzipped(data: str) -> bytes:
     ("huge integer", ROW_JSON.replace("1500", "1" + "0" * 400, 1).encode(), JSON_CT, 400, "too large"),
     ("huge float", ROW_JSON.replace("1500", "1e400", 1).encode(), JSON_CT, 400, "too large"),
     ("huge number in CSV", CSV.replace("1500", "1e400").encode(), CSV_CT, 400, "expected a finite number"),
+    ("implausible number in JSON", ROW_JSON.replace("1500", "1e308", 1).encode(), JSON_CT, 400, "at most 1e+15"),
+    ("implausible number in CSV", CSV.replace("1500", "1e308").encode(), CSV_CT, 400, "at most 1e+15"),
     ("NaN literal", ROW_JSON.replace("1500", "NaN", 1).encode(), JSON_CT, 400, "NaN or Infinity"),
     ("Infinity literal", ROW_JSON.replace("1500", "Infinity", 1).encode(), JSON_CT, 400, "NaN or Infinity"),
     ("-Infinity literal", ROW_JSON.replace("1500", "-Infinity", 1).encode(), JSON_CT, 400, "NaN or Infinity"),

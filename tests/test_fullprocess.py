@@ -376,15 +376,15 @@ def test_cron_log_is_rotated_like_the_step_logs(states, tmp_path):
     assert (logs / "cron.log.1").read_text().count("no new data") == 1  # the tick that rotated it
 
 
-@pytest.mark.xfail(strict=True, reason="open defect for the data contract / training owners: a value like 1e308 "
-                                       "passes datacontract.py (finite, non-negative), then StandardScaler "
-                                       "overflows (NaN scale) and every later challenger is worthless (F1 0)")
-def test_a_huge_accepted_value_does_not_spoil_every_later_retrain(states, tmp_path):
-    """Found by the reliability campaigns with tests/badinput.py's "huge-numbers" file: once such a row is ingested
-    no challenger passes the promotion gate again, so the shipped drift story no longer deploys release 2."""
+def test_a_huge_value_is_refused_and_does_not_spoil_later_retrains(states, tmp_path):
+    """Found by the reliability campaigns: 1e308 is finite and non-negative, so it used to be ingested; the scaler
+    then overflowed and no challenger passed the promotion gate again. Now the file is refused by feature_max and
+    the shipped drift story still deploys release 2."""
     ws = clone(states["practice"], tmp_path / "ws")                      # the source data (drift) is new here
     (ws / "sourcedata" / "huge.csv").write_text(
         "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
-        "hugea,1e308,123456789012345678901234567890,9007199254740993,0\n")  # badinput.py's huge-numbers row
+        "hugea,1e308,123456789012345678901234567890,9007199254740993,0\n")
     p = fullprocess(ws)
+    assert "1 file rejected" in p.stdout, p.stdout
+    assert "huge.csv: row 1, column 'lastmonth_activity': expected a number at most 1e+15" in p.stderr, p.stderr
     assert "deployed release 2" in p.stdout, p.stdout
