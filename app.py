@@ -55,7 +55,7 @@ log = logging.getLogger("api")
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 PATH_KEYS = ("filepath", "file_path", "data_file", "data_path")
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-FILES_CACHED = 4  # parsed data files kept per worker (each at most api.max_rows rows)
+FILES_CACHED = 4  # parsed data files (each at most api.max_rows rows) and their latest answer kept per worker
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
 # no Content-Type at all, and curl -d's form type, are read as JSON: clients send JSON that way every day
@@ -132,18 +132,25 @@ def create_app(config_path: str | Path | None = None) -> Flask:
     @app.route("/prediction", methods=["GET", "POST"])
     def prediction() -> Response:
         """Predictions and risk probabilities for the rows a request carries or names."""
-        df = _request_frame(cfg, state)
+        df, cached = _request_frame(cfg, state)
         if len(df) > cfg["api"]["max_rows"]:
             raise ClientError(413, f"{len(df):,} rows is more than the {cfg['api']['max_rows']:,}-row limit")
         model, manifest = _deployed(cfg, state)
-        proba = model.predict_proba(df[cfg["feature_columns"]])[:, 1]
-        # whole-array conversions: a Python loop over 10,000 rows costs more than the prediction itself
-        out: dict[str, Any] = {"release": manifest["version"], "rows": len(df),
-                               "predictions": (proba > 0.5).astype(int).tolist(),  # as model.predict
-                               "probabilities": proba.round(6).tolist()}
-        if cfg["id_column"] in df:
-            out["ids"] = df[cfg["id_column"]].astype(str).tolist()
-        return jsonify(out)
+        # A named file's answer is kept with its parsed rows, for the release that gave it: the same file version
+        # and the same model give the same answer, and asking again costs a stat instead of a prediction.
+        answer = cached["answers"].get(manifest["folder"]) if cached is not None else None
+        if answer is None:
+            proba = model.predict_proba(df[cfg["feature_columns"]])[:, 1]
+            # whole-array conversions: a Python loop over 10,000 rows costs more than the prediction itself
+            out: dict[str, Any] = {"release": manifest["version"], "rows": len(df),
+                                   "predictions": (proba > 0.5).astype(int).tolist(),  # as model.predict
+                                   "probabilities": proba.round(6).tolist()}
+            if cfg["id_column"] in df:
+                out["ids"] = df[cfg["id_column"]].astype(str).tolist()
+            answer = orjson.dumps(out, option=ORJSON_OPTIONS)
+            if cached is not None:
+                cached["answers"] = {manifest["folder"]: answer}  # one release at a time
+        return app.response_class(answer, mimetype="application/json")
 
     @app.get("/scoring")
     def scoring() -> Response:
@@ -318,8 +325,9 @@ def _cached_stats(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str,
     return stats, len(df)
 
 
-def _request_frame(cfg: dict[str, Any], state: dict[str, Any]) -> pd.DataFrame:
-    """The typed rows a prediction request carries or names; ClientError says what is wrong."""
+def _request_frame(cfg: dict[str, Any], state: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The typed rows a prediction request carries or names, with the cache entry of a named file (None for rows
+    sent in the request); ClientError says what is wrong."""
     if request.method == "GET":
         return _file_frame(cfg, state, _path_arg(request.args))
     ctype = (request.mimetype or "").lower()
@@ -333,11 +341,11 @@ def _request_frame(cfg: dict[str, Any], state: dict[str, Any]) -> pd.DataFrame:
             return _file_frame(cfg, state, _path_arg(request.args))
         raise ClientError(400, "empty request body: send JSON, a CSV body, or ?filepath=")
     if not is_json:
-        return _checked(lambda: parse_csv(body, cfg, "request body", require_target=False))
+        return _checked(lambda: parse_csv(body, cfg, "request body", require_target=False)), None
     payload = _json_body(body)
     if isinstance(payload, dict) and _path_arg(payload):
         return _file_frame(cfg, state, _path_arg(payload))
-    return _checked(lambda: typed_frame(_json_rows(payload, cfg), cfg, "request", require_target=False))
+    return _checked(lambda: typed_frame(_json_rows(payload, cfg), cfg, "request", require_target=False)), None
 
 
 def _request_body(cfg: dict[str, Any]) -> bytes:
@@ -458,8 +466,10 @@ def resolve_data_path(cfg: dict[str, Any], value: str) -> Path:
     raise ClientError(404, f"no file '{_shown(value)}' in the data folders ({names})")
 
 
-def _file_frame(cfg: dict[str, Any], state: dict[str, Any], value: str | None) -> pd.DataFrame:
-    """The typed rows of a data file named by a client, parsed once per version of the file."""
+def _file_frame(cfg: dict[str, Any], state: dict[str, Any],
+                value: str | None) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The typed rows of a data file named by a client, parsed once per version of the file, and its cache entry
+    (None when the file is too large to keep)."""
     if value is None:
         raise ClientError(400, f"name a data file with one of {', '.join(PATH_KEYS)}")
     path = resolve_data_path(cfg, value)
@@ -471,14 +481,16 @@ def _file_frame(cfg: dict[str, Any], state: dict[str, Any], value: str | None) -
     with state["files_lock"]:
         if key in files:
             files.move_to_end(key)
-            return files[key]
+            return files[key]["frame"], files[key]
     df = _checked(lambda: parse_csv(path.read_bytes(), cfg, value, require_target=False))
-    if len(df) <= cfg["api"]["max_rows"]:  # larger files are refused; keeping them would only cost memory
-        with state["files_lock"]:
-            files[key] = df
-            while len(files) > FILES_CACHED:
-                files.popitem(last=False)
-    return df
+    if len(df) > cfg["api"]["max_rows"]:  # refused by the caller; keeping it would only cost memory
+        return df, None
+    entry: dict[str, Any] = {"frame": df, "answers": {}}
+    with state["files_lock"]:
+        files[key] = entry
+        while len(files) > FILES_CACHED:
+            files.popitem(last=False)
+    return df, entry
 
 
 def _json_rows(payload: Any, cfg: dict[str, Any]) -> pd.DataFrame:

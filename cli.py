@@ -118,6 +118,27 @@ def _shift(path: Path, keep: int) -> None:
         logging.getLogger("cli").info("could not rotate %s: %s", path, e)
 
 
+def progress(step: str, text: str, done: float | None = None, total: float | None = None,
+             started: float | None = None) -> None:
+    """A status line that overwrites itself on a terminal's stderr ("ingestion: 3/10 files, 2,970,000 rows,
+    1,100,000 rows/s, about 7 s left"); given done, total and started, the time left is added. Silent when stderr
+    is not a terminal: under cron, in pipes and in the tests' captured output nothing is written."""
+    if not sys.stderr.isatty():
+        return
+    if done and total and started is not None and done < total:
+        spent = time.monotonic() - started
+        text += f", about {spent / done * (total - done):.0f} s left"
+    end = "\n" if text.endswith("done") else ""
+    sys.stderr.write(f"\r\x1b[2K{step}: {text}{end}")  # \x1b[2K: clear the previous, longer line
+    sys.stderr.flush()
+
+
+def rate(rows: int, started: float) -> str:
+    """Rows per second since started, for progress lines."""
+    spent = time.monotonic() - started
+    return f"{rows / spent:,.0f} rows/s" if spent > 0 else ""
+
+
 def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], dict[str, Any]],
         summary: Callable[[dict[str, Any]], str], record: bool = True) -> None:
     """Load the config, run work(cfg), print its summary (or JSON), record the run and exit with the SPEC's code."""

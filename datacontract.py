@@ -61,10 +61,15 @@ def read_data_file(path: Path, cfg: dict[str, Any], require_target: bool = True)
     return parse_csv(data, cfg, path.name, require_target)
 
 
-def parse_csv(data: bytes, cfg: dict[str, Any], source: str, require_target: bool = True) -> pd.DataFrame:
-    """Check raw bytes against the contract and return the typed frame [id, *features, target]."""
-    fast = fast_parse(data, cfg, require_target)
-    return fast if fast is not None else checked_parse(data, cfg, source, require_target)
+def parse_csv(data: bytes, cfg: dict[str, Any], source: str, require_target: bool = True,
+              keep: list[str] | None = None) -> pd.DataFrame:
+    """Check raw bytes against the contract and return the typed frame [id, *features, target] (only the columns
+    in keep, if given: a reader that needs no client ids need not build a million Python strings)."""
+    fast = fast_parse(data, cfg, require_target, keep)
+    if fast is not None:
+        return fast
+    df = checked_parse(data, cfg, source, require_target)
+    return df if keep is None else df[[c for c in df.columns if c in keep]]
 
 
 def checked_parse(data: bytes, cfg: dict[str, Any], source: str, require_target: bool = True) -> pd.DataFrame:
@@ -115,7 +120,8 @@ def _narrowed(text: str, header: list[str], wanted: list[str], source: str) -> l
     return [i for i, name in enumerate(header) if name in wanted]
 
 
-def fast_parse(data: bytes, cfg: dict[str, Any], require_target: bool = True) -> pd.DataFrame | None:
+def fast_parse(data: bytes, cfg: dict[str, Any], require_target: bool = True,
+               keep: list[str] | None = None) -> pd.DataFrame | None:
     """The typed frame by one multi-threaded pyarrow read, or None whenever the checked reader must decide."""
     data = data[len(BOM):] if data.startswith(BOM) else data
     ascii_only = data.isascii()
@@ -128,7 +134,7 @@ def fast_parse(data: bytes, cfg: dict[str, Any], require_target: bool = True) ->
     header = [c.strip() for c in line.decode("utf-8").split(",")]
     if b"\r" in line or len(header) < 2 or not _header_ok(header, cfg, require_target):
         return None
-    wanted = [c for c in columns(cfg) if c in header]
+    wanted = [c for c in columns(cfg) if c in header and (keep is None or c in keep)]
     at = {c: f"c{header.index(c)}" for c in wanted}
     types = {at[c]: pa.string() if c == cfg["id_column"] else pa.float64() for c in wanted}
     try:

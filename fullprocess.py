@@ -8,8 +8,9 @@
 2. Looks for new data: files whose size or mtime changed are hashed and compared with the ingestion record (a
    file touched but unchanged gets its new mtime recorded, so it is hashed once). Removes what killed runs left
    half-written. None, and a release is deployed: records the tick and exits, without importing pandas or
-   scikit-learn. (Rows ingested by a run killed before its drift check are not "new" files, but are checked by
-   the next run.)
+   scikit-learn, and leaves a stamp of what it saw; while nothing it saw changes, the next ticks are recorded
+   from that stamp at about the cost of starting Python (tickstamp.py). (Rows ingested by a run killed before
+   its drift check are not "new" files, but are checked by the next run.)
 3. Ingests. Nothing deployed yet: trains, scores and deploys from whatever data exists (bootstrap).
 4. Checks the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's
    rule, a bootstrap interval and a minimum margin; "insufficient-data" keeps the rows for the next check), and
@@ -26,7 +27,16 @@ with one line on stderr and exit code 1; what was stored stays, and the next run
 """
 from __future__ import annotations
 
-import importlib
+import sys
+
+import tickstamp
+
+# Before any other import: a tick with nothing new since the last full one is recorded and said from a stamp, at
+# about the cost of starting Python (tickstamp.py says how it knows).
+if __name__ == "__main__" and tickstamp.quick_tick(sys.argv[1:]):
+    sys.exit(0)
+
+import importlib  # noqa: E402 (after the quick tick on purpose)
 import json
 import logging
 import os
@@ -36,8 +46,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-# Only light modules here: the no-new-data tick runs every 10 minutes and must stay as cheap as `python -c pass`.
-# The heavy steps (pandas, scikit-learn) are imported in run_pipeline(), after new data has been found.
+# Only light modules here: a no-new-data tick without a valid stamp runs this far. The heavy steps (pandas,
+# scikit-learn) are imported in run_pipeline(), after new data has been found.
 import cli
 import deployment
 import history
@@ -79,6 +89,7 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
                 # after recording, so the report and dashboard trends include this run
                 if result["outcome"] != "failed" and (out / OUTPUTS_PENDING).exists():
                     refresh_outputs(cfg)
+                _stamp(cfg, run, result)
     except LockBusy:
         log.info("another fullprocess run holds %s: nothing to do", out / LOCK_FILE)
         result = {"outcome": "busy", "line": "another fullprocess run is in progress; this tick does nothing"}
@@ -125,9 +136,33 @@ def _history_trouble(cfg: dict[str, Any], e: Exception, what: str) -> str:
     return f"the history store {display_path(cfg, cfg['history_path'])} {what} ({e}{low})"
 
 
+def _stamp(cfg: dict[str, Any], run: dict[str, Any], result: dict[str, Any]) -> None:
+    """After a full tick that found nothing to do, the stamp that lets the next ticks say so quickly; after any
+    other, none."""
+    config_path = str(cfg["config_path"])
+    if result["outcome"] != "no-new-data" or "state" not in run:
+        tickstamp.forget(config_path)
+        return
+    log_file = cfg["log_folder_path"] / "fullprocess.log"
+    stamp = {"history": str(cfg["history_path"]), "schema": str(history.SCHEMA_VERSION), "line": result["line"],
+             "release": str(result["release"]), "log": str(log_file), "log_max": str(cfg["log"]["max_bytes"])}
+    tickstamp.write_stamp(config_path, stamp, *_watched(cfg), run["state"])
+
+
+def _watched(cfg: dict[str, Any]) -> tuple[list[str], str]:
+    """What a change in could mean work for a tick (the stamp's paths), and the input folder."""
+    out = cfg["output_folder_path"]
+    paths = [cfg["config_path"], cfg["input_folder_path"], out, out / INGESTED_FILE, out / REJECTED_FILE,
+             out / FINALDATA_FILE, cfg["output_model_path"], cfg["prod_deployment_path"], cfg["report_folder_path"],
+             cfg["test_data_path"]]
+    return [str(p) for p in paths], str(cfg["input_folder_path"])
+
+
 def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) -> dict[str, Any]:
     """Steps 2 to 6 once the lock is held."""
     out = cfg["output_folder_path"]
+    if not dry_run:  # before looking: what changes while this tick looks makes the next tick look again
+        run["state"] = tickstamp.state(*_watched(cfg), racy_before=tickstamp.racy_limit())
     ingested = read_record(out / INGESTED_FILE, INGESTED_FIELDS)
     rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
     looked = _recorded_but_restated(cfg, ingested, rejected)
@@ -321,8 +356,8 @@ def drift_check(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict
     start = max(_read_history(cfg, history.checked_up_to),
                 int(manifest["model"].get("data_bytes", 0)))
     start = start if start <= size else 0
-    new = ingestion.read_finaldata_since(cfg, start)
     target = cfg["target_column"]
+    new = ingestion.read_finaldata_since(cfg, start, keep=[*cfg["feature_columns"], target])
     y = new[target].to_numpy()
     pred = model.predict(new[cfg["feature_columns"]]) if len(new) else y
     past = _read_history(cfg, history.past_new_scores, release["version"])

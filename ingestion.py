@@ -19,6 +19,7 @@ match finaldata.csv (a run killed between the two writes) they are rebuilt from 
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import time
@@ -28,6 +29,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 import cli
 from atomicio import LockBusy, atomic_file, file_lock, remove_stale_temps, sha256_bytes
@@ -49,26 +53,27 @@ def row_hashes(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(df, index=False, categorize=False).to_numpy(dtype=np.uint64)
 
 
-def read_finaldata(cfg: dict[str, Any]) -> pd.DataFrame:
-    """The ingested dataset as a typed frame (empty, with the stored columns, when nothing is ingested yet)."""
+def read_finaldata(cfg: dict[str, Any], keep: list[str] | None = None) -> pd.DataFrame:
+    """The ingested dataset as a typed frame (empty, with the stored columns, when nothing is ingested yet); only
+    the columns in keep, if given."""
     path = cfg["output_folder_path"] / FINALDATA_FILE
     if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns(cfg)})
-    return parse_csv(path.read_bytes(), cfg, display_path(cfg, path))
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns(cfg) if keep is None or c in keep})
+    return parse_csv(path.read_bytes(), cfg, display_path(cfg, path), keep=keep)
 
 
-def read_finaldata_since(cfg: dict[str, Any], start: int) -> pd.DataFrame:
+def read_finaldata_since(cfg: dict[str, Any], start: int, keep: list[str] | None = None) -> pd.DataFrame:
     """The rows appended to finaldata.csv after byte offset start (a line boundary recorded earlier)."""
     path = cfg["output_folder_path"] / FINALDATA_FILE
     if start <= 0:
-        return read_finaldata(cfg)
+        return read_finaldata(cfg, keep)
     with open(path, "rb") as f:
         header = f.readline()
         f.seek(max(start, len(header)))
         tail = f.read()
     if not tail.strip():
-        return read_finaldata(cfg).iloc[0:0]
-    return parse_csv(header + tail, cfg, display_path(cfg, path))
+        return read_finaldata(cfg, keep).iloc[0:0]
+    return parse_csv(header + tail, cfg, display_path(cfg, path), keep=keep)
 
 
 def load_hashes(cfg: dict[str, Any]) -> np.ndarray:
@@ -126,7 +131,19 @@ def append_finaldata(cfg: dict[str, Any], frames: list[pd.DataFrame]) -> None:
         else:
             f.write((",".join(columns(cfg)) + "\n").encode())
         for df in frames:
-            f.write(_for_csv(df).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8"))
+            f.write(csv_rows(df, cfg))
+
+
+def csv_rows(df: pd.DataFrame, cfg: dict[str, Any]) -> bytes:
+    """The rows of a typed frame as CSV lines without a header. pyarrow's writer is 3-5x faster than to_csv and
+    writes whole floats without ".0"; it cannot quote only where needed, so ids with a comma, quote or line break
+    go through pandas, which does."""
+    table = pa.Table.from_pandas(df, preserve_index=False)  # NaN features become nulls: empty cells
+    if len(df) and pc.any(pc.match_substring_regex(table.column(cfg["id_column"]), '[",\r\n]')).as_py():
+        return _for_csv(df).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+    out = io.BytesIO()
+    pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    return out.getvalue()
 
 
 def _for_csv(df: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +158,20 @@ def _for_csv(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _copy(src: Any, dst: Any) -> None:
-    """Copy one open file into another in large blocks."""
+    """Copy one open file into another: inside the kernel where it can (no trip of 240 MB through Python at 10M
+    rows), else in large blocks."""
+    dst.flush()
+    try:
+        while os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
+            pass
+        dst.seek(0, os.SEEK_END)  # the buffered file object learns where the kernel left the offset
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    src.seek(0)
+    dst.seek(0)
+    dst.truncate()
     for chunk in iter(lambda: src.read(1 << 22), b""):
         dst.write(chunk)
 
@@ -191,7 +221,10 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
         ingested = {}
     accepted: list[tuple[str, dict[str, Any], pd.DataFrame]] = []
     changed_record = False
-    for path in files:
+    read_rows = 0
+    for done, path in enumerate(files):
+        cli.progress("ingestion", f"{done}/{len(files)} files read, {read_rows:,} rows, {cli.rate(read_rows, started)}",
+                     done, len(files), started)
         name = record_name(path, root)
         shown = escape_name(name)  # control characters or undecodable bytes in a name must not break a line
         try:
@@ -233,7 +266,9 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
             changed_record = True
             continue
         accepted.append((name, stat, df))
+        read_rows += len(df)
     if accepted:
+        cli.progress("ingestion", f"{len(files)} files read, {read_rows:,} rows; de-duplicating")
         seen = load_hashes(cfg)
         frames = []
         for name, stat, df in accepted:
@@ -249,6 +284,7 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
             log.info("ingested %s: %d rows read, %d new", escape_name(name), len(df), len(fresh))
         # Order matters for a kill at any point: data first, then its hashes, then the records that
         # say the files are done. A file not yet recorded is simply ingested again, and de-duplicated.
+        cli.progress("ingestion", f"writing {result['rows_added']:,} new rows to {FINALDATA_FILE}")
         append_finaldata(cfg, frames)
         save_hashes(cfg, seen)
         changed_record = True
@@ -258,6 +294,8 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
         write_record(out / INGESTED_FILE, INGESTED_FIELDS, ingested)
     result["duplicates_dropped"] = result["rows_read"] - result["rows_added"]
     result["seconds"] = round(time.monotonic() - started, 3)
+    cli.progress("ingestion", f"{len(files)} files, {result['rows_read']:,} rows read in {result['seconds']:.1f} s, "
+                              f"done")
     result["log"] = display_path(cfg, cfg["log_folder_path"] / "ingestion.log")
     return result
 

@@ -64,10 +64,12 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train on finaldata.csv and save the model with its record; returns what was trained."""
     started = time.monotonic()
     data_path = cfg["output_folder_path"] / FINALDATA_FILE
+    cli.progress("training", f"reading {display_path(cfg, data_path)}")
     try:
         df = read_finaldata(cfg)
     except DataError as e:
         raise cli.StepError(f"cannot train: {e}") from None
+    cli.progress("training", f"fitting on {len(df):,} rows")
     model = fit(cfg, df)
     target = cfg["target_column"]
     out = cfg["output_model_path"] / MODEL_FILE
@@ -85,10 +87,12 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 3),
     }
     # The profile is written before the model: a model on disk always has the profile of its own data.
+    cli.progress("training", "profiling the features for drift checks, saving")
     profile = {**reference_profile(df, cfg["feature_columns"]), "data_sha256": meta["data_sha256"]}
     atomic_write_json(cfg["output_model_path"] / PROFILE_FILE, profile)
     save_model(model, out, meta)
     log.info("trained on %d rows in %.2f s -> %s", len(df), meta["seconds"], out)
+    cli.progress("training", f"{len(df):,} rows in {time.monotonic() - started:.1f} s, done")
     return {**meta, "model": display_path(cfg, out)}
 
 

@@ -74,9 +74,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # ---------------------------------------------------------------- environment and workspace
 
 def child_env(**extra: str) -> dict[str, str]:
-    """Environment for the processes we start: no API token, no proxies, pip pointed at a closed loopback port."""
+    """Environment for the processes we start: no API token, no proxies, pip pointed at a closed loopback port,
+    bytecode cached as under cron (PYTHONDONTWRITEBYTECODE, set in some shells, makes every start compile)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RISK_API_TOKEN", "RISK_CONFIG", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+           if k not in ("RISK_API_TOKEN", "RISK_CONFIG", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
+                        "PYTHONDONTWRITEBYTECODE")
            and not k.lower().endswith("_proxy")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple/", PIP_NO_INPUT="1",
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1", **extra)

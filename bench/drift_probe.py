@@ -46,7 +46,8 @@ def parts(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, 
     t.append(time.perf_counter())
     start = max(history.safely(cfg, "(reading) the last check", history.checked_up_to) or 0,
                 int(manifest["model"].get("data_bytes", 0)))
-    new = ingestion.read_finaldata_since(cfg, start if start <= size else 0)
+    new = ingestion.read_finaldata_since(cfg, start if start <= size else 0,
+                                         keep=[*cfg["feature_columns"], cfg["target_column"]])
     t.append(time.perf_counter())
     y = new[cfg["target_column"]].to_numpy()
     pred = model.predict(new[cfg["feature_columns"]])

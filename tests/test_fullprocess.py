@@ -190,6 +190,122 @@ def test_no_new_data_is_a_cheap_no_op(states, tmp_path):
     assert record_after == record_before.replace(str(src.stat().st_mtime_ns - 10**9), str(src.stat().st_mtime_ns))
 
 
+def aged(ws: Path, seconds: int = 3600) -> Path:
+    """Every file and folder under a path made older, as after quiet ticks: a stamp never trusts a fresh mtime."""
+    for p in [ws, *ws.rglob("*")]:
+        if not p.is_symlink():
+            st = p.stat()
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9))
+    return ws
+
+
+def stamped(ws: Path) -> subprocess.CompletedProcess:
+    """Full ticks on an aged workspace until one leaves a stamp (the first records the aged files' mtimes, and a
+    record just written is too recent to stamp); that tick's process."""
+    aged(ws)
+    timed_tick(ws)
+    aged(ws / "ingesteddata")  # not the data files: aged again, they would be "touched" again
+    p, quick = timed_tick(ws)
+    assert not quick and (ws / ".config.json.tick").is_file(), p.stdout
+    return p
+
+
+def timed_tick(ws: Path) -> tuple[subprocess.CompletedProcess, bool]:
+    """One tick under -X importtime: the process, and whether it was the quick one (the full tick's logging setup,
+    config checker and history module were never imported)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "fullprocess.py"), "--config",
+                        str(ws / "config.json")], cwd="/", capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    modules = imported_modules(p.stderr)
+    assert "tickstamp" in modules, "importtime output not understood"
+    return p, not {"logging", "json", "config", "history"} & modules
+
+
+def test_after_a_full_no_new_data_tick_the_next_ones_are_quick_and_recorded_alike(states, tmp_path):
+    """SPEC 7.2 and issue 7 case 1: the tick with nothing new costs about as much as starting Python. A full tick
+    that found nothing leaves a stamp; the next ticks say so from it, recorded and logged like the full one."""
+    ws = clone(states["source"], tmp_path / "ws")
+    full = stamped(ws)
+    assert full.stdout.startswith("no new data in sourcedata") and "release 1 stays" in full.stdout
+    for _ in range(3):
+        p, quick = timed_tick(ws)
+        assert quick and p.stdout == full.stdout and p.stderr.count("\n") == p.stderr.count("import time:")
+    rows = query(ws, "SELECT outcome, summary, details FROM runs WHERE step = 'fullprocess' ORDER BY id DESC LIMIT 4")
+    assert len(set(rows)) == 1 and rows[0][0] == "no-new-data", rows
+    assert json.loads(rows[0][2]) == {"outcome": "no-new-data", "release": 1}
+    times = query(ws, "SELECT started_at, ended_at, seconds FROM runs ORDER BY id DESC LIMIT 1")[0]
+    assert times[0] <= times[1] and times[0].endswith("Z") and 0 <= times[2] < 60
+    log = (ws / "logs" / "fullprocess.log").read_text().splitlines()[-4:]
+    assert all(line.endswith(" INFO fullprocess: " + full.stdout.strip()) for line in log), log
+
+
+def drop_new_file(ws: Path) -> str:
+    (ws / "sourcedata" / "new.csv").write_text(
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\nnewa,1,2,3,0\n")
+    return "ingested 1 new file"
+
+
+def change_in_place(ws: Path) -> str:
+    """Same size, same name, other content: new data (SPEC section 4)."""
+    src = ws / "sourcedata" / "dataset3.csv"
+    text = src.read_text()
+    i = text.index("\n") + 1
+    with open(src, "r+") as f:  # in place: same inode
+        f.seek(i)
+        f.write(text[i:].replace("0\n", "1\n", 1)[:50])
+    return "ingested 1 new file"
+
+
+def roll_back(ws: Path) -> str:
+    assert run_script("deployment.py", ws, "--rollback").returncode == 0
+    return "release 1 stays"
+
+
+def mark_outputs_pending(ws: Path) -> str:
+    (ws / "ingesteddata" / ".outputs-pending").touch()
+    (ws / "reports" / "report.pdf").unlink()
+    return "no new data"
+
+
+def fill_the_log(ws: Path) -> str:
+    with open(ws / "logs" / "fullprocess.log", "a") as f:
+        f.write("x" * 1_000_000 + "\n")
+    return "no new data"
+
+
+def change_config(ws: Path) -> str:
+    write_config(ws, input_folder_path="practicedata")  # ingested already, in this workspace
+    return "no new data in practicedata"
+
+
+@pytest.mark.parametrize("change", [drop_new_file, change_in_place, roll_back, mark_outputs_pending, fill_the_log,
+                                    change_config])
+def test_any_change_after_the_stamp_makes_the_next_tick_a_full_one(states, tmp_path, change):
+    ws = clone(states["shipped"], tmp_path / "ws")
+    stamped(ws)
+    assert timed_tick(ws)[1], "no quick tick to begin with"
+    expect = change(ws)
+    p, quick = timed_tick(ws)
+    assert not quick and expect in p.stdout, p.stdout
+    if change is mark_outputs_pending:
+        assert (ws / "reports" / "report.pdf").is_file()
+    if change is fill_the_log:
+        assert (ws / "logs" / "fullprocess.log.1").stat().st_size > 1_000_000
+        assert (ws / "logs" / "fullprocess.log").stat().st_size < 10_000
+
+
+def test_no_stamp_is_trusted_over_changes_too_recent_to_see(states, tmp_path):
+    """Within the filesystem's timestamp granularity a second change can leave an mtime as it was, so a full tick
+    does not stamp what changed in the last seconds (git's "racy clean"): the next tick looks again."""
+    ws = clone(states["source"], tmp_path / "ws")
+    stamped(ws)
+    os.utime(ws / "sourcedata" / "dataset3.csv")  # touched just now, content unchanged
+    assert not timed_tick(ws)[1] and not (ws / ".config.json.tick").exists()
+    assert not timed_tick(ws)[1] and not (ws / ".config.json.tick").exists()  # still too recent
+    stamped(ws)
+    assert timed_tick(ws)[1]
+
+
 # ---------------------------------------------------------------- new data: keep, replace, reject
 
 def test_new_data_without_drift_joins_the_dataset_and_keeps_the_release(states, tmp_path):

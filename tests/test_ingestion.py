@@ -295,3 +295,43 @@ def test_config_columns_in_another_order_than_finaldata_fails_and_changes_nothin
 
     r = ingest_ok(ingested)  # with the right config the new file is still new
     assert r["rows_added"] == 1
+
+
+def on_a_terminal(script: str, ws: Path) -> tuple[int, str, str]:
+    """Run a script with its stderr on a pseudo-terminal, as a person at a shell sees it: (exit code, stdout,
+    what the terminal showed)."""
+    import pty
+    import subprocess
+    import sys
+    from conftest import ROOT
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, str(ROOT / script), "--config", str(ws / "config.json")], cwd=ws,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    stdout = p.stdout.read().decode()
+    return p.wait(timeout=120), stdout, shown.decode(errors="replace")
+
+
+def test_long_steps_show_progress_on_a_terminal_and_nothing_under_cron(workspace):
+    """Issue 7: files and rows done, the rate and the time left while a person watches; under cron (no
+    terminal) stderr stays empty and stdout is the summary line either way."""
+    code, stdout, shown = on_a_terminal("ingestion.py", workspace)
+    assert code == 0 and stdout.startswith("ingested 2 new files") and stdout.count("\n") == 1
+    assert "ingestion: 1/2 files read" in shown and "rows/s" in shown and "s left" in shown, shown
+    assert shown.rstrip().endswith("done") and "\r" in shown
+    code, stdout, shown = on_a_terminal("training.py", workspace)
+    assert code == 0 and stdout.startswith("trained model on") and "training: fitting on 1,712 rows" in shown, shown
+    assert shown.rstrip().endswith("done")
+    (workspace / "sourcedata" / "more.csv").write_text(csv_text("progressa,1,2,3,0"))
+    p = run_script("ingestion.py", workspace)  # stderr a pipe, as under cron
+    assert p.returncode == 0 and p.stderr == "" and p.stdout.startswith("ingested 1 new file")
