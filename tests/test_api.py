@@ -263,6 +263,37 @@ def test_new_release_served_without_restart(server: str, deployed: Path) -> None
     assert requests.get(server + "scoring", timeout=10).json()["release"] > before
 
 
+def test_a_named_files_answer_follows_the_release_and_the_file(server: str, deployed: Path) -> None:
+    """A named file's answer is kept per file version and release: after a rollback, and after the file is
+    rewritten, every worker answers with the probabilities the now-current model gives the file as it now is."""
+    import numpy as np
+    import deployment
+    from config import load_config
+    from datacontract import read_data_file
+    cfg = load_config(deployed / "config.json")
+    path = deployed / "ingesteddata" / "named.csv"
+    path.write_bytes((deployed / "testdata" / "testdata.csv").read_bytes())
+
+    def check() -> None:
+        model, manifest = deployment.load_deployed_model(cfg)
+        df = read_data_file(path, cfg)
+        expected = model.predict_proba(df[cfg["feature_columns"]])[:, 1].round(6)
+        for _ in range(6):  # several workers, each with its own cache
+            r = requests.post(server + "prediction", json={"filepath": "ingesteddata/named.csv"}, timeout=10).json()
+            assert r["release"] == manifest["version"] and np.array_equal(r["probabilities"], expected)
+
+    check()
+    assert run_script("deployment.py", deployed, "--rollback").returncode == 0
+    try:
+        check()
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:1] + lines[2:] + lines[1:2]))  # same size, rows in another order
+        check()
+    finally:
+        assert run_script("fullprocess.py", deployed, "--force").returncode == 0
+    check()
+
+
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(server: str) -> None:
     st = Path(sys.executable).parent / "st"
     p = subprocess.run([str(st), "run", server + "openapi.json", "--url", server.rstrip("/"),
