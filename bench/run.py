@@ -485,8 +485,9 @@ def case_ingest(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
             + ("." if same else " (**they differ**)."))
     peak = rows[1]["stats"]["peak_max_mb"]
     return {"rows": rows, "notes": [note],
+            # SPEC 11 sets the ingest targets at 10M rows; the smaller sizes are context
             "targets": [ratio_target(label, "ingest / floor", rows[1], 2.0),
-                        target(label, "ingest peak memory", peak, 4096, "MB", peak < 4096)]}
+                        target(label, "ingest peak memory", peak, 4096, "MB", peak < 4096)] if label == "10m" else []}
 
 
 def case_train(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
@@ -524,7 +525,7 @@ def case_train(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
     note = (f"Against the fit alone (no interpreter start, imports or loading the arrays) ours takes "
             f"{rows[1]['stats']['wall'] / fit_s:.2f}x.")
     return {"rows": rows, "notes": [note],
-            "targets": [ratio_target(label, "train + score / reference", rows[1], 1.5)]}
+            "targets": [ratio_target(label, "train + score / reference", rows[1], 1.5)] if label == "10m" else []}
 
 
 def case_drift(label: str, reps: int) -> dict[str, Any]:
@@ -615,8 +616,9 @@ CASES: dict[int, tuple[str, str]] = {
     4: ("Training and scoring", "`training.py` then `scoring.py` (read finaldata.csv through the data contract, "
         "fit, reference profile, model file with its hash; score on the test data), against the reference "
         "(`bench/floor.py fit`: a process that loads the same rows as numpy arrays from .npy and fits "
-        "training.build_pipeline() on them) and the straightforward train + score. Target: within 1.5x of the "
-        "reference."),
+        "training.build_pipeline() on them) and the straightforward train + score. Target at 10M: within 1.5x "
+        "of the reference (the smaller sizes are context: there a second interpreter importing scikit-learn "
+        "weighs more than the fit)."),
     5: ("Drift check on the new rows", "`bench/drift_probe.py` imports what fullprocess.run_pipeline has "
         "imported when it calls the check (pandas, scikit-learn, our steps), then times "
         "fullprocess.drift_check(): load the deployed model (hash checked), read the rows after the last check "
