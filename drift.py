@@ -33,17 +33,20 @@ FLOOR_QUANTILE = 0.99
 def feature_profile(values: np.ndarray) -> dict[str, Any]:
     """The reference profile of one feature's training values (NaN = missing)."""
     x = np.asarray(values, dtype="float64")
-    present = x[~np.isnan(x)]
+    present = np.sort(x[~np.isnan(x)])  # sorted once: every quantile and every bin count is read off it
     if present.size == 0:
         return {"rows": int(x.size), "missing_rate": 1.0, "edges": [], "shares": [], "quantiles": []}
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, DECILES + 1)[1:-1]))
-    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    deciles = np.linspace(0, 1, DECILES + 1)[1:-1]
+    quantiles = np.quantile(present, np.concatenate([deciles, np.linspace(0, 1, QUANTILES)]))
+    edges = np.unique(quantiles[:deciles.size])
+    # bin k holds edges[k-1] <= v < edges[k], as in psi()
+    counts = np.diff(np.concatenate([[0], np.searchsorted(present, edges, side="left"), [present.size]]))
     return {
         "rows": int(x.size),
         "missing_rate": float(1 - present.size / x.size),
         "edges": edges.tolist(),
         "shares": (counts / present.size).tolist(),
-        "quantiles": np.quantile(present, np.linspace(0, 1, QUANTILES)).tolist(),
+        "quantiles": quantiles[deciles.size:].tolist(),
     }
 
 

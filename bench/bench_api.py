@@ -605,9 +605,10 @@ def render_section(info: dict[str, Any]) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {fmt(m['memory_gb'])} GB memory, "
         f"Linux {m['kernel']}.",
         f"- Software: Python {v['python']}; " + ", ".join(f"{k} {v[k]}" for k in LIBRARIES) + ".",
-        f"- Ours: `python -m gunicorn -c gunicorn.conf.py --bind 127.0.0.1:PORT wsgi:app`, {info['workers']} sync "
-        f"workers (the config default, one per core), access log on, release {info['release']} built from the "
-        "shipped data by `fullprocess.py` in a temporary workspace.",
+        f"- Ours: `python -m gunicorn -c gunicorn.conf.py --bind 127.0.0.1:PORT wsgi:app`, {info['workers']} gthread "
+        f"workers (the config default: one per core, 4 threads each, the app preloaded), access log on, release "
+        f"{info['release']} built by `fullprocess.py` in a temporary workspace from the shipped data"
+        + (f" and {info['extra_rows']:,} generated rows." if info.get("extra_rows") else "."),
         "- Straightforward: `bench/straightforward_app.py` on Flask's development server (`threaded=True`); every "
         "request unpickles the deployed model and reads its CSV with pandas; nothing is cached.",
         f"- Load: {info['clients']} concurrent clients, each with its own `requests.Session`, per endpoint and "
@@ -809,7 +810,7 @@ def bench(seconds: float, warmup: float, clients: int, mode: str, quiet_wait: fl
         mem = [*memory(servers["ours"], "ours"), *memory(servers["straightforward"], "straightforward")]
         info = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(), "versions": versions(), "workers": workers,
+            "machine": machine(), "versions": versions(), "workers": workers, "extra_rows": extra_rows,
             "release": answers["scoring"]["ours"]["release"], "clients": clients, "mode": mode,
             "seconds": seconds, "warmup": warmup, "results": results, "runs": runs, "memory": mem,
             "agree": agree, "answer_bytes": sizes,
