@@ -119,16 +119,16 @@ def _shift(path: Path, keep: int) -> None:
 
 
 def progress(step: str, text: str, done: float | None = None, total: float | None = None,
-             started: float | None = None) -> None:
+             started: float | None = None, last: bool = False) -> None:
     """A status line that overwrites itself on a terminal's stderr ("ingestion: 3/10 files, 2,970,000 rows,
-    1,100,000 rows/s, about 7 s left"); given done, total and started, the time left is added. Silent when stderr
-    is not a terminal: under cron, in pipes and in the tests' captured output nothing is written."""
+    1,100,000 rows/s, about 7 s left"); given done, total and started, the time left is added; the last one ends
+    the line. Silent when stderr is not a terminal: under cron, in pipes and in the tests' captured output."""
     if not sys.stderr.isatty():
         return
     if done and total and started is not None and done < total:
         spent = time.monotonic() - started
         text += f", about {spent / done * (total - done):.0f} s left"
-    end = "\n" if text.endswith("done") else ""
+    end = "\n" if last else ""
     sys.stderr.write(f"\r\x1b[2K{step}: {text}{end}")  # \x1b[2K: clear the previous, longer line
     sys.stderr.flush()
 

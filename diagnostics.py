@@ -93,7 +93,7 @@ def timings(cfg: dict[str, Any]) -> dict[str, Any]:
             out[step] = {"latest_seconds": secs[0] if secs else None,
                          "median_seconds": statistics.median(secs) if secs else None, "runs": len(secs)}
         return out
-    steps = history.safely(cfg, "(reading) timings", read) or {}
+    steps = history.safely(cfg, "timings", read, reading=True) or {}
     return {"source": "durations recorded by real runs in the history store", "steps": steps}
 
 
@@ -156,7 +156,7 @@ def latest_drift(cfg: dict[str, Any]) -> dict[str, Any] | None:
                            "feature_drift WHERE check_id = ?", (row["id"],)).fetchall()
         check = {k: row[k] for k in row.keys() if k not in ("id", "run_id")}
         return {**check, "features": [dict(f) for f in feats]}
-    return history.safely(cfg, "(reading) the latest drift check", read)
+    return history.safely(cfg, "the latest drift check", read, reading=True)
 
 
 def diagnose(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -102,9 +102,10 @@ def same_stat(entry: dict[str, Any] | None, st: os.stat_result) -> bool:
 
 
 def new_files(folder: Path, ext: str, root: Path, ingested: dict[str, dict[str, Any]],
-              rejected: dict[str, dict[str, Any]]) -> list[Path]:
-    """Data files in folder that neither record knows with their current content."""
-    found = []
+              rejected: dict[str, dict[str, Any]]) -> tuple[list[Path], dict[Path, os.stat_result]]:
+    """Data files in folder that neither record knows with their current content; and the files only touched (size
+    or mtime unlike their record, content as recorded), with the stat taken before they were hashed."""
+    found, touched = [], {}
     for p in list_data_files(folder, ext):
         name = record_name(p, root)
         try:
@@ -120,9 +121,10 @@ def new_files(folder: Path, ext: str, root: Path, ingested: dict[str, dict[str, 
             found.append(p)  # unreadable now: ingestion will say why
             continue
         if known and digest in (ingested.get(name, {}).get("sha256"), rejected.get(name, {}).get("sha256")):
+            touched[p] = st
             continue
         found.append(p)
-    return found
+    return found, touched
 
 
 def record_name(p: Path, root: Path) -> str:

@@ -53,8 +53,8 @@ import deployment
 import history
 from atomicio import LockBusy, file_lock, remove_stale_temps
 from config import display_path
-from filerecord import (INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, list_data_files, new_files,
-                        read_record, record_name, same_stat, write_record)
+from filerecord import (INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, new_files, read_record,
+                        record_name, write_record)
 from modelstore import ModelError
 
 log = logging.getLogger("fullprocess")
@@ -152,7 +152,7 @@ def _stamp(cfg: dict[str, Any], run: dict[str, Any], result: dict[str, Any]) -> 
 def _watched(cfg: dict[str, Any]) -> tuple[list[str], str]:
     """What a change in could mean work for a tick (the stamp's paths), and the input folder."""
     out = cfg["output_folder_path"]
-    paths = [cfg["config_path"], cfg["input_folder_path"], out, out / INGESTED_FILE, out / REJECTED_FILE,
+    paths = [cfg["config_path"], out, out / INGESTED_FILE, out / REJECTED_FILE,
              out / FINALDATA_FILE, cfg["output_model_path"], cfg["prod_deployment_path"], cfg["report_folder_path"],
              cfg["test_data_path"]]
     return [str(p) for p in paths], str(cfg["input_folder_path"])
@@ -165,11 +165,11 @@ def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) 
         run["state"] = tickstamp.state(*_watched(cfg), racy_before=tickstamp.racy_limit())
     ingested = read_record(out / INGESTED_FILE, INGESTED_FIELDS)
     rejected = read_record(out / REJECTED_FILE, REJECTED_FIELDS)
-    looked = _recorded_but_restated(cfg, ingested, rejected)
-    found = new_files(cfg["input_folder_path"], cfg["input_file_extension"], cfg["root"], ingested, rejected)
+    found, touched = new_files(cfg["input_folder_path"], cfg["input_file_extension"], cfg["root"], ingested,
+                               rejected)
     if not dry_run:
         _tidy(cfg)
-        _remember_touched(cfg, {p: st for p, st in looked.items() if p not in found})
+        _remember_touched(cfg, touched)
     release = deployment.current_release(cfg)
     # Read even when there are new files: a history store that cannot be read stops the run before it changes anything.
     unchecked = _unchecked_bytes(cfg, release) if release is not None else 0
@@ -187,22 +187,6 @@ def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) 
     if dry_run:
         return dry_run_plan(cfg, found, release, force, unchecked)
     return run_pipeline(cfg, run, release, force, names)
-
-
-def _recorded_but_restated(cfg: dict[str, Any], ingested: dict[str, dict[str, Any]],
-                           rejected: dict[str, dict[str, Any]]) -> dict[Path, os.stat_result]:
-    """Recorded data files whose size or mtime differs from their record (new_files hashes these), with that stat."""
-    out = {}
-    for p in list_data_files(cfg["input_folder_path"], cfg["input_file_extension"]):
-        name = record_name(p, cfg["root"])
-        entry = ingested.get(name) or rejected.get(name)
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        if entry and not same_stat(entry, st):
-            out[p] = st
-    return out
 
 
 def _remember_touched(cfg: dict[str, Any], touched: dict[Path, os.stat_result]) -> None:

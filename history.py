@@ -139,13 +139,13 @@ def past_new_scores(db: sqlite3.Connection, release: int) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
-def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
-    """Run fn(db, *args) in a history transaction; a broken history is logged, never fatal to the step."""
+def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any, reading: bool = False) -> Any:
+    """Run fn(db, *args) in a history transaction; a broken history is logged ("could not record what", or "read"
+    when reading), never fatal to the step."""
     try:
         with connect(cfg) as db:
             return fn(db, *args)
     except (sqlite3.Error, OSError) as e:
-        reading = what.startswith("(reading) ")  # callers name a read "(reading) what"
-        log.warning("history store %s: could not %s (%s)", cfg["history_path"],
-                    f"read {what[len('(reading) '):]}" if reading else f"record {what}", e)
+        log.warning("history store %s: could not %s %s (%s)", cfg["history_path"], "read" if reading else "record",
+                    what, e)
         return None

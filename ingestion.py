@@ -295,7 +295,7 @@ def _ingest_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     result["duplicates_dropped"] = result["rows_read"] - result["rows_added"]
     result["seconds"] = round(time.monotonic() - started, 3)
     cli.progress("ingestion", f"{len(files)} files, {result['rows_read']:,} rows read in {result['seconds']:.1f} s, "
-                              f"done")
+                              f"done", last=True)
     result["log"] = display_path(cfg, cfg["log_folder_path"] / "ingestion.log")
     return result
 

@@ -78,7 +78,7 @@ def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
                           "feature_drift f JOIN drift_checks c ON c.id = f.check_id WHERE c.new_rows > 0 "
                           "ORDER BY c.id"),
         }
-    return history.safely(cfg, "(reading) trends", read) or {}
+    return history.safely(cfg, "trends", read, reading=True) or {}
 
 
 def trend_series(t: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
@@ -122,7 +122,7 @@ def latest_check(cfg: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[
         decisions = [dict(d) for d in db.execute("SELECT decision, reason FROM decisions WHERE run_id = ?",
                                                  (row["run_id"],))]
         return {**dict(row), "features": feats, "data_start_bytes": start}, decisions
-    return history.safely(cfg, "(reading) the latest check", read) or (None, [])
+    return history.safely(cfg, "the latest check", read, reading=True) or (None, [])
 
 
 def top_clients(cfg: dict[str, Any], model: Any, check: dict[str, Any] | None) -> pd.DataFrame:

@@ -5,7 +5,7 @@
 Nearly every cron tick finds nothing new, and a full tick must import logging, json, sqlite3, the config checker and
 the project's modules (about 5x the cost of starting Python) before it can say so. So a full tick that found nothing
 to do leaves a stamp beside the config file (`.config.json.tick`): the size, mtime and inode of everything whose
-change could mean work (the config, the input folder and each entry in it, the records, the output, model,
+change could mean work (the config, each entry of the input folder, the records, the output, model,
 deployment, report and test folders), the history store, and the line it printed. The next tick rebuilds that state
 with os.stat alone; when it matches, the tick records itself in the history store, logs and prints the same line,
 and exits. Any difference, a log due for rotation, any argument but --config, or any error: the full tick runs.
@@ -17,6 +17,7 @@ Only os, sys and time are imported here (they are loaded by Python's start-up an
 from __future__ import annotations
 
 import os
+import stat  # loaded by os already: free
 import sys
 import time
 
@@ -73,7 +74,7 @@ def write_stamp(config_path: str, stamp: dict[str, str], watched: list[str], fol
     The state is taken again now: if the tick changed anything it watches, no stamp (the next full tick will)."""
     path = stamp_path(config_path)
     if taken is None or state(watched, folder) != taken or any("\n" in w for w in watched):
-        forget(config_path)
+        _unlink(path)
         return
     fields = {**stamp, "version": VERSION.decode(), "config": config_path, "input": folder,
               "watched": "\n".join(watched)}
@@ -84,13 +85,16 @@ def write_stamp(config_path: str, stamp: dict[str, str], watched: list[str], fol
             f.write(data)
         os.replace(tmp, path)  # no fsync: a stamp lost in a crash only costs one full tick
     except OSError:
-        forget(tmp)
+        _unlink(tmp)
 
 
-def forget(config_path_or_file: str) -> None:
-    """Remove a stamp (or a temporary file), if there is one."""
-    path = config_path_or_file if config_path_or_file.endswith((SUFFIX, ".tmp")) \
-        else stamp_path(config_path_or_file)
+def forget(config_path: str) -> None:
+    """Remove the stamp of a config file, if there is one: the next tick runs the full check."""
+    _unlink(stamp_path(config_path))
+
+
+def _unlink(path: str) -> None:
+    """Remove a file if it is there."""
     try:
         os.unlink(path)
     except OSError:
@@ -140,7 +144,7 @@ def _room_to_log(log_path: str, most: int) -> bool:
             st = os.fstat(fd)
         except OSError:
             continue
-        if st.st_mode & 0o170000 == 0o100000 and st.st_size > most - 1000:  # a regular file
+        if stat.S_ISREG(st.st_mode) and st.st_size > most - 1000:
             return False
     return True
 

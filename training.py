@@ -92,7 +92,7 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     atomic_write_json(cfg["output_model_path"] / PROFILE_FILE, profile)
     save_model(model, out, meta)
     log.info("trained on %d rows in %.2f s -> %s", len(df), meta["seconds"], out)
-    cli.progress("training", f"{len(df):,} rows in {time.monotonic() - started:.1f} s, done")
+    cli.progress("training", f"{len(df):,} rows in {time.monotonic() - started:.1f} s, done", last=True)
     return {**meta, "model": display_path(cfg, out)}
 
 

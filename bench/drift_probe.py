@@ -44,7 +44,7 @@ def parts(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, 
     t = [time.perf_counter()]
     model, manifest = deployment.load_deployed_model(cfg)
     t.append(time.perf_counter())
-    start = max(history.safely(cfg, "(reading) the last check", history.checked_up_to) or 0,
+    start = max(history.safely(cfg, "the last check", history.checked_up_to, reading=True) or 0,
                 int(manifest["model"].get("data_bytes", 0)))
     new = ingestion.read_finaldata_since(cfg, start if start <= size else 0,
                                          keep=[*cfg["feature_columns"], cfg["target_column"]])
@@ -52,7 +52,7 @@ def parts(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, 
     y = new[cfg["target_column"]].to_numpy()
     pred = model.predict(new[cfg["feature_columns"]])
     t.append(time.perf_counter())
-    past = history.safely(cfg, "(reading) past scores", history.past_new_scores, release["version"]) or []
+    past = history.safely(cfg, "past scores", history.past_new_scores, release["version"], reading=True) or []
     drift.model_drift(y, pred, float(manifest["scores"]["f1"]), past, cfg["drift"])
     t.append(time.perf_counter())
     profile = json.loads((Path(manifest["folder"]) / "reference_profile.json").read_text(encoding="utf-8"))

@@ -24,15 +24,9 @@ import numpy as np
 import pandas as pd
 
 import generate_data
-from conftest import ROOT, free_port, make_workspace, run_script, write_config
+from conftest import ROOT, free_port, make_workspace, run_script, soak_sizes, write_config
 
-LONG = os.environ.get("SOAK", "") not in ("", "0")
-SIZES = {  # quick form (make test) / long form (SOAK=1, make soak)
-    "kills": 200 if LONG else 40,
-    "overlap_rounds": 10 if LONG else 2,
-    "days": 30 if LONG else 1,
-    "disk_points": 10 if LONG else 2,
-}
+SIZES = soak_sizes(kills=(40, 200), overlap_rounds=(2, 10), days=(1, 30), disk_points=(2, 10))
 TICKS_PER_DAY = 24 * 6  # cron runs fullprocess every 10 minutes
 COLUMNS = [generate_data.ID, *generate_data.FEATURES, generate_data.TARGET]
 TEMP_MARKS = (".tmp-", ".partial-")  # atomicio.TEMP_MARK and deployment.PARTIAL: half-written files and folders

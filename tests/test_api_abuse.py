@@ -28,19 +28,13 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import gunicorn_server, make_workspace, run_script, write_config
+from conftest import SOAK, gunicorn_server, make_workspace, run_script, soak_sizes, write_config
 from test_api import FEATURES, ROWS, deploy_shipped
 
-SOAK = os.environ.get("SOAK", "") not in ("", "0")
-SIZES = {  # quick form (make test) / long form (SOAK=1, make soak)
-    "requests": 100_000 if SOAK else 10_000,
-    "clients": 32 if SOAK else 16,
-    "bursts": 40 if SOAK else 8,
-    "slow_rounds": 4 if SOAK else 1,
-    "slow_completing": 20 if SOAK else 4,
-    "stalled_each": 10 if SOAK else 3,  # per way of stalling, per round: 4 ways x 3 = 12 > 8 threads
-    "redeploys": 3 if SOAK else 1,
-}
+SIZES = soak_sizes(  # (quick form, long form)
+    requests=(10_000, 100_000), clients=(16, 32), bursts=(8, 40), slow_rounds=(1, 4), slow_completing=(4, 20),
+    stalled_each=(3, 10),  # per way of stalling, per round: 4 ways x 3 = 12 > 8 threads
+    redeploys=(1, 3))
 WORKERS, THREADS = 2, 4          # gunicorn_server's workers, api.threads (the default)
 TIMEOUT = 8                      # api.timeout: a request must be in within this many seconds (default 30)
 MAX_BODY = 2_000_000             # api.max_body_bytes (default 16 MB; smaller keeps the oversized bodies cheap)
