@@ -13,7 +13,7 @@ Layout of prod_deployment_path:
 
 A release folder is built under a temporary name and renamed when complete; a crash mid-deploy leaves the
 previous release current and untouched. Anything that loads the deployed model checks its sha256 against the
-manifest first (load_deployed_model) and refuses a file that does not match.
+manifest first (releases.load_deployed_model) and refuses a file that does not match.
 """
 from __future__ import annotations
 
@@ -27,71 +27,14 @@ from typing import Any
 
 import cli
 from atomicio import LockBusy, atomic_write_json, fsync_path, file_lock, sha256_file
+from artifacts import (CURRENT, DEPLOYMENT_LOCK, INGESTED, MANIFEST, MODEL, MODEL_FILES, MODEL_RECORD, PROFILE,
+                       RELEASES, SCORE, SCORES, WELL_KNOWN)
 from config import display_path
-from filerecord import INGESTED_FILE
-from modelstore import ModelError, load_model
+from releases import current_release, list_releases
 
 log = logging.getLogger("deployment")
 
-RELEASES = "releases"
-CURRENT = "current"
-MANIFEST = "manifest.json"
-LOCK_FILE = ".deployment.lock"
-MODEL_FILES = ["trainedmodel.pkl", "trainedmodel.json", "latestscore.txt", "scores.json", "reference_profile.json"]
-WELL_KNOWN = ["trainedmodel.pkl", "latestscore.txt", INGESTED_FILE]
 PARTIAL = ".partial-"
-
-
-def current_dir(cfg: dict[str, Any]) -> Path | None:
-    """The folder of the current release (resolved once), or None when nothing is deployed."""
-    link = cfg["prod_deployment_path"] / CURRENT
-    try:
-        target = os.readlink(link)
-    except (FileNotFoundError, OSError):
-        return None
-    folder = (link.parent / target).resolve()
-    return folder if (folder / MANIFEST).is_file() else None
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a release folder."""
-    return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-
-
-def current_release(cfg: dict[str, Any]) -> dict[str, Any] | None:
-    """The current release's manifest (with its folder), or None when nothing is deployed."""
-    folder = current_dir(cfg)
-    if folder is None:
-        return None
-    try:
-        return {**read_manifest(folder), "folder": str(folder)}
-    except (OSError, ValueError):
-        return None
-
-
-def list_releases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Manifests of every complete kept release, oldest first, the current one marked."""
-    base = cfg["prod_deployment_path"] / RELEASES
-    cur = current_dir(cfg)
-    out = []
-    if base.is_dir():
-        for folder in sorted(p for p in base.iterdir() if p.name.isdigit()):
-            try:
-                m = read_manifest(folder)
-            except (OSError, ValueError):
-                continue
-            out.append({**m, "folder": str(folder), "current": folder == cur})
-    return out
-
-
-def load_deployed_model(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The current release's model, loaded only after its sha256 matches the manifest; ModelError otherwise."""
-    folder = current_dir(cfg)
-    if folder is None:
-        raise ModelError(f"nothing deployed in {cfg['prod_deployment_path']}; run deployment.py or fullprocess.py")
-    manifest = {**read_manifest(folder), "folder": str(folder)}
-    model, _ = load_model(folder / "trainedmodel.pkl", expected_sha256=manifest["files"]["trainedmodel.pkl"])
-    return model, manifest
 
 
 def _check_candidate(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,23 +42,23 @@ def _check_candidate(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     src = cfg["output_model_path"]
     for name in MODEL_FILES:
         if not (src / name).is_file():
-            hint = "run scoring.py" if name in ("latestscore.txt", "scores.json") else "run training.py"
+            hint = "run scoring.py" if name in (SCORE, SCORES) else "run training.py"
             raise cli.StepError(f"nothing to deploy: {display_path(cfg, src / name)} is missing ({hint})")
-    if not (cfg["output_folder_path"] / INGESTED_FILE).is_file():
-        raise cli.StepError(f"nothing to deploy: {display_path(cfg, cfg['output_folder_path'] / INGESTED_FILE)} "
+    if not (cfg["output_folder_path"] / INGESTED).is_file():
+        raise cli.StepError(f"nothing to deploy: {display_path(cfg, cfg['output_folder_path'] / INGESTED)} "
                             f"is missing (run ingestion.py)")
-    record = json.loads((src / "trainedmodel.json").read_text(encoding="utf-8"))
-    scores = json.loads((src / "scores.json").read_text(encoding="utf-8"))
-    profile = json.loads((src / "reference_profile.json").read_text(encoding="utf-8"))
-    actual = sha256_file(src / "trainedmodel.pkl")
+    record = json.loads((src / MODEL_RECORD).read_text(encoding="utf-8"))
+    scores = json.loads((src / SCORES).read_text(encoding="utf-8"))
+    profile = json.loads((src / PROFILE).read_text(encoding="utf-8"))
+    actual = sha256_file(src / MODEL)
     if actual != record.get("sha256"):
-        raise cli.StepError(f"{display_path(cfg, src / 'trainedmodel.pkl')} does not match its record "
-                            f"trainedmodel.json (interrupted training?); run training.py again")
+        raise cli.StepError(f"{display_path(cfg, src / MODEL)} does not match its record "
+                            f"{MODEL_RECORD} (interrupted training?); run training.py again")
     if scores.get("model_sha256") != actual:
-        raise cli.StepError(f"{display_path(cfg, src / 'latestscore.txt')} is the score of another model; "
+        raise cli.StepError(f"{display_path(cfg, src / SCORE)} is the score of another model; "
                             f"run scoring.py first")
     if profile.get("data_sha256") != record.get("data_sha256"):
-        raise cli.StepError("reference_profile.json was made from other data than the model; run training.py again")
+        raise cli.StepError(f"{PROFILE} was made from other data than the model; run training.py again")
     return record, scores
 
 
@@ -124,7 +67,7 @@ def deploy(cfg: dict[str, Any]) -> dict[str, Any]:
     prod = cfg["prod_deployment_path"]
     prod.mkdir(parents=True, exist_ok=True)
     try:
-        with file_lock(prod / LOCK_FILE, wait_seconds=60):
+        with file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=60):
             return _deploy_locked(cfg)
     except LockBusy:
         raise cli.StepError("another deployment is running; try again later") from None
@@ -142,14 +85,14 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     version = max([int(p.name) for p in base.iterdir() if p.name.isdigit()], default=0) + 1
     staging = base / f"{PARTIAL}{version:04d}"
     staging.mkdir()
-    sources = [cfg["output_model_path"] / n for n in MODEL_FILES] + [cfg["output_folder_path"] / INGESTED_FILE]
+    sources = [cfg["output_model_path"] / n for n in MODEL_FILES] + [cfg["output_folder_path"] / INGESTED]
     files = {}
     for src in sources:
         dst = staging / src.name
         shutil.copyfile(src, dst)
         fsync_path(dst)
         files[src.name] = sha256_file(dst)
-    if files["trainedmodel.pkl"] != record["sha256"]:
+    if files[MODEL] != record["sha256"]:
         shutil.rmtree(staging)
         raise cli.StepError("the model changed while it was being deployed (training running?); try again")
     manifest = {
@@ -169,14 +112,14 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     pruned = _prune(cfg)
     log.info("deployed release %d (F1 %.4f) -> %s; pruned %s", version, scores["f1"], final, pruned or "none")
     return {"action": "deploy", "version": version, "previous": manifest["previous"], "f1": scores["f1"],
-            "model_sha256": files["trainedmodel.pkl"], "folder": display_path(cfg, final), "pruned": pruned}
+            "model_sha256": files[MODEL], "folder": display_path(cfg, final), "pruned": pruned}
 
 
 def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
     """Make the newest release older than the current one current again."""
     prod = cfg["prod_deployment_path"]
     prod.mkdir(parents=True, exist_ok=True)
-    with file_lock(prod / LOCK_FILE, wait_seconds=60):
+    with file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=60):
         cur = current_release(cfg)
         if cur is None:
             raise cli.StepError("nothing is deployed, so there is nothing to roll back")
@@ -187,7 +130,7 @@ def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
         _switch(cfg, Path(target["folder"]))
         log.warning("rolled back from release %d to release %d", cur["version"], target["version"])
         return {"action": "rollback", "version": target["version"], "from_version": cur["version"],
-                "f1": target["scores"]["f1"], "model_sha256": target["files"]["trainedmodel.pkl"],
+                "f1": target["scores"]["f1"], "model_sha256": target["files"][MODEL],
                 "folder": display_path(cfg, Path(target["folder"]))}
 
 
@@ -231,7 +174,7 @@ def remove_leftovers(cfg: dict[str, Any]) -> None:
     if not any(next(f.glob(f"*{PARTIAL}*"), None) for f in folders):
         return
     try:
-        with file_lock(prod / LOCK_FILE):
+        with file_lock(prod / DEPLOYMENT_LOCK):
             for f in folders:
                 _remove_partials(f)
     except LockBusy:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import cli
-import deployment
+import releases
 import history
 from atomicio import atomic_write_json
 from config import display_path
@@ -47,7 +47,7 @@ UNKNOWN = "unknown"
 
 def model_predictions(cfg: dict[str, Any], df: pd.DataFrame) -> list[int]:
     """Predictions (0/1) of the deployed model for a frame with the feature columns."""
-    model, _ = deployment.load_deployed_model(cfg)
+    model, _ = releases.load_deployed_model(cfg)
     return [int(p) for p in model.predict(df[cfg["feature_columns"]])]
 
 
@@ -168,7 +168,7 @@ def diagnose(cfg: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError):
         previous = {}
     df = read_finaldata(cfg)
-    release = deployment.current_release(cfg)
+    release = releases.current_release(cfg)
     result = {
         "generated_at": _now(),
         "release": release["version"] if release else None,

@@ -170,7 +170,7 @@ def _tick(cfg: dict[str, Any], run: dict[str, Any], dry_run: bool, force: bool) 
     if not dry_run:
         _tidy(cfg)
         _remember_touched(cfg, touched)
-    release = deployment.current_release(cfg)
+    release = releases.current_release(cfg)
     # Read even when there are new files: a history store that cannot be read stops the run before it changes anything.
     unchecked = _unchecked_bytes(cfg, release) if release is not None else 0
     if not found and release is not None and not force and not unchecked:
@@ -236,7 +236,7 @@ def _unchecked_bytes(cfg: dict[str, Any], release: dict[str, Any]) -> int:
 def _deployed_model(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The deployed model and its manifest; one that fails its hash check stops the run with one clear line."""
     try:
-        return deployment.load_deployed_model(cfg)
+        return releases.load_deployed_model(cfg)
     except ModelError as e:
         raise cli.StepError(f"the deployed model cannot be used: {e}") from None
 

@@ -37,7 +37,7 @@ from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplat
 from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
 
 import cli  # noqa: E402
-import deployment  # noqa: E402
+import releases  # noqa: E402
 import reportdata  # noqa: E402
 from atomicio import atomic_file, atomic_write  # noqa: E402
 from config import display_path  # noqa: E402
@@ -206,7 +206,7 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
 def report(cfg: dict[str, Any]) -> dict[str, Any]:
     """Write the confusion matrix, ROC curve and the PDF report of the deployed release."""
     try:
-        model, manifest = deployment.load_deployed_model(cfg)
+        model, manifest = releases.load_deployed_model(cfg)
     except ModelError as e:
         raise cli.StepError(str(e)) from None
     test = read_test_data(cfg)

@@ -21,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import deployment  # noqa: E402
+import releases  # noqa: E402
 import drift  # noqa: E402
 import fullprocess  # noqa: E402
 import history  # noqa: E402
@@ -42,7 +42,7 @@ def status_mb(key: str) -> float:
 def parts(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, float]:
     """drift_check's work timed part by part (the same calls it makes)."""
     t = [time.perf_counter()]
-    model, manifest = deployment.load_deployed_model(cfg)
+    model, manifest = releases.load_deployed_model(cfg)
     t.append(time.perf_counter())
     start = max(history.safely(cfg, "the last check", history.checked_up_to, reading=True) or 0,
                 int(manifest["model"].get("data_bytes", 0)))
@@ -67,7 +67,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True, help="a workspace with a release and unchecked rows")
     cfg = load_config(p.parse_args().config)
-    release = deployment.current_release(cfg)
+    release = releases.current_release(cfg)
     size = (cfg["output_folder_path"] / ingestion.FINALDATA_FILE).stat().st_size
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak of the imports is not the check's
     rss0 = status_mb("VmRSS")

@@ -244,7 +244,7 @@ def check_whole(ws: Path, drops: Drops) -> None:
     """Assert what a kill may have hit is whole: one complete release, parsable artifacts, a sound history store,
     and finaldata.csv holding every row of the recorded files, only rows of dropped good files, each once."""
     from config import load_config
-    import deployment
+    import releases
     from modelstore import ModelError, load_model
     cfg = load_config(ws / "config.json")
     prod = cfg["prod_deployment_path"]
@@ -255,7 +255,7 @@ def check_whole(ws: Path, drops: Drops) -> None:
         assert sha(folder / name) == digest, f"release {folder.name}: {name} does not match its manifest"
     for name in ("trainedmodel.pkl", "latestscore.txt", "ingestedfiles.txt"):
         assert (prod / name).resolve() == folder / name, f"{name} is not served from the current release"
-    model, _ = deployment.load_deployed_model(cfg)
+    model, _ = releases.load_deployed_model(cfg)
     assert hasattr(model, "predict")
     # Data and its record: recorded rows all present, nothing that was not dropped, nothing twice.
     data = read_rows(ws / "ingesteddata" / "finaldata.csv")

@@ -93,7 +93,7 @@ def test_prediction_named_file_post_and_get(client: Any, key: str) -> None:
 def test_prediction_matches_model_predict(client: Any, deployed: Path) -> None:
     from config import load_config
     from datacontract import read_data_file
-    from deployment import load_deployed_model
+    from releases import load_deployed_model
     cfg = load_config(deployed / "config.json")
     model, _ = load_deployed_model(cfg)
     df = read_data_file(deployed / "testdata" / "testdata.csv", cfg)
@@ -267,7 +267,7 @@ def test_a_named_files_answer_follows_the_release_and_the_file(server: str, depl
     """A named file's answer is kept per file version and release: after a rollback, and after the file is
     rewritten, every worker answers with the probabilities the now-current model gives the file as it now is."""
     import numpy as np
-    import deployment
+    import releases
     from config import load_config
     from datacontract import read_data_file
     cfg = load_config(deployed / "config.json")
@@ -275,7 +275,7 @@ def test_a_named_files_answer_follows_the_release_and_the_file(server: str, depl
     path.write_bytes((deployed / "testdata" / "testdata.csv").read_bytes())
 
     def check() -> None:
-        model, manifest = deployment.load_deployed_model(cfg)
+        model, manifest = releases.load_deployed_model(cfg)
         df = read_data_file(path, cfg)
         expected = model.predict_proba(df[cfg["feature_columns"]])[:, 1].round(6)
         for _ in range(6):  # several workers, each with its own cache

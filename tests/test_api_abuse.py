@@ -554,10 +554,10 @@ def test_burst_load_on_every_endpoint(site: dict[str, Any]) -> None:
 
 def release_truth(ws: Path, truth: dict[int, dict[str, Any]]) -> None:
     """For each kept release not seen yet: what its own model answers for ROWS, and its F1 (its manifest)."""
-    import deployment
+    import releases
     from config import load_config
     from modelstore import load_model
-    for r in deployment.list_releases(load_config(ws / "config.json")):
+    for r in releases.list_releases(load_config(ws / "config.json")):
         if r["version"] not in truth:
             model, _ = load_model(Path(r["folder"]) / "trainedmodel.pkl",
                                   expected_sha256=r["files"]["trainedmodel.pkl"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import deployment
+import releases
 from conftest import make_workspace, run_script, write_config
 from config import load_config
 from modelstore import ModelError
@@ -86,7 +86,7 @@ def test_rollback_returns_to_the_previous_release(two_releases):
     # The well-known names now serve release 1's files, and the loader agrees.
     assert (prod / "latestscore.txt").read_bytes() == (prod / "releases/0001/latestscore.txt").read_bytes()
     assert (prod / "trainedmodel.pkl").read_bytes() == (prod / "releases/0001/trainedmodel.pkl").read_bytes()
-    model, manifest = deployment.load_deployed_model(load_config(ws / "config.json"))
+    model, manifest = releases.load_deployed_model(load_config(ws / "config.json"))
     assert manifest["version"] == 1 and hasattr(model, "predict")
     # The rollback is in the history, and the next cron tick respects it (no new data: nothing to redo).
     with sqlite3.connect(ws / "history" / "history.sqlite3") as db:
@@ -163,7 +163,7 @@ def test_a_tampered_model_is_refused(states, tmp_path):
     with open(model_file, "ab") as f:
         f.write(b"\x00 appended by an attacker")
     with pytest.raises(ModelError, match="does not match the recorded"):
-        deployment.load_deployed_model(cfg)
+        releases.load_deployed_model(cfg)
     # New data arrives (the source data is not ingested yet): the run must stop with one clear line, not a
     # traceback, and deploy nothing.
     p = run_script("fullprocess.py", workspace)
