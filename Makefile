@@ -4,9 +4,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test serve stop cron-install cron-remove clean-artifacts bench soak
+.PHONY: run test lint system-packages serve stop cron-install cron-remove clean-artifacts bench soak
+
+# Debian packages, as "command:package": what the tests drive for real (a cron daemon, the PDF report parsed back,
+# the dashboard in a headless browser). Debian's Python needs python3-venv before it can make the .venv.
+TEST_PACKAGES := cron:cron pdftotext:poppler-utils chromium:chromium chromedriver:chromium-driver
+VENV_PACKAGES := $(shell $(PYTHON) -c "import ensurepip" 2>/dev/null || echo python3-venv)
+
+# Installs the missing ones as root through apt-get (one line says which); not root: stops with the command to run.
+define install_missing
+	@missing="$(2)"; for pair in $(1); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages; run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
+	  echo "installing Debian packages:$$missing"; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends$$missing >/dev/null; fi
+endef
 
 $(STAMP): requirements.txt requirements-dev.txt
+	$(call install_missing,,$(VENV_PACKAGES))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -44,7 +59,13 @@ stop:
 	@if [ -f $(PIDFILE) ] && kill $$(cat $(PIDFILE)) 2>/dev/null; then echo "API stopped"; else echo "API was not running"; fi
 	@rm -f $(PIDFILE)
 
-test: $(STAMP)
+system-packages:
+	$(call install_missing,$(TEST_PACKAGES),)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: system-packages lint
 	$(PY) -m pytest -q
 
 CRON_LINE = $(shell grep -v '^\#' cronjob.txt | sed 's|@PROJECT@|$(CURDIR)|g')

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timezone
 from typing import Any
 
 import requests
 
 import cli
+import history
 from atomicio import atomic_write_json
 from config import display_path
 
@@ -58,7 +58,7 @@ def call_all(cfg: dict[str, Any]) -> dict[str, Any]:
             answers[path] = {"method": method, "status": r.status_code, "answer": body}
             log.info("%s /%s -> %d", method, path, r.status_code)
     out = cfg["output_model_path"] / RETURNS_FILE
-    atomic_write_json(out, {"url": base, "called_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    atomic_write_json(out, {"url": base, "called_at": history.now_iso(),
                             "endpoints": answers})
     failed = [p for p, a in answers.items() if a["status"] >= 400]
     return {"url": base, "endpoints": len(answers), "failed": failed, "file": display_path(cfg, out)}

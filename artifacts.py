@@ -16,7 +16,6 @@ FINALDATA = "finaldata.csv"
 INGESTED = "ingestedfiles.txt"
 REJECTED = "rejectedfiles.txt"
 ROW_HASHES = "rowhashes.npz"
-DIAGNOSTICS = "diagnostics.json"
 OUTPUTS_PENDING = ".outputs-pending"  # a run changed something the outputs do not show yet
 TICK_LOCK = ".fullprocess.lock"
 INGESTION_LOCK = ".ingestion.lock"
@@ -29,6 +28,7 @@ SCORES = "scores.json"
 PROFILE = "reference_profile.json"
 CONFUSION = "confusionmatrix.png"
 ROC = "roccurve.png"
+DIAGNOSTICS = "diagnostics.json"
 API_RETURNS = "apireturns.txt"
 # What a release copies from output_model_path (the ingestion record joins them).
 MODEL_FILES = (MODEL, MODEL_RECORD, SCORE, SCORES, PROFILE)
@@ -46,11 +46,11 @@ REPORT = "report.pdf"
 # name -> the config key of its folder
 FOLDER_OF = {
     "finaldata": "output_folder_path", "ingested": "output_folder_path", "rejected": "output_folder_path",
-    "row_hashes": "output_folder_path", "diagnostics": "output_folder_path", "outputs_pending": "output_folder_path",
+    "row_hashes": "output_folder_path", "outputs_pending": "output_folder_path",
     "tick_lock": "output_folder_path", "ingestion_lock": "output_folder_path",
     "model": "output_model_path", "model_record": "output_model_path", "score": "output_model_path",
     "scores": "output_model_path", "profile": "output_model_path", "confusion": "output_model_path",
-    "roc": "output_model_path", "api_returns": "output_model_path",
+    "roc": "output_model_path", "diagnostics": "output_model_path", "api_returns": "output_model_path",
     "releases": "prod_deployment_path", "current": "prod_deployment_path", "deployment_lock": "prod_deployment_path",
     "report": "report_folder_path",
 }

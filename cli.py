@@ -168,7 +168,7 @@ def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], di
         log.error("%s (traceback in %s)", line, cfg["log_folder_path"] / (step + ".log"), exc_info=True)
         code, result = 1, {"error": line}
     if record:
-        history.safely(cfg, f"the {step} run", history.record_run, step, started, history.now_iso(),
+        history.safely(cfg, f"could not record the {step} run", history.record_run, step, started, history.now_iso(),
                        time.monotonic() - t0, "ok" if code == 0 else "failed", line, result)
     if code == 0:
         _emit(args, {"ok": True, **result}, line)

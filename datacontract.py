@@ -28,6 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from artifacts import FINALDATA
+from config import display_path
+
 # Cells that mean "no value" in a feature column (the model's imputer fills them).
 MISSING_TOKENS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None"]
 SNIFF_BYTES = 8192
@@ -360,3 +363,26 @@ def _refuse(source: str, col: str, bad: pd.Series, cells: pd.Series, expected: s
 def _first_line(e: Exception) -> str:
     """The first line of an exception message, trimmed."""
     return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def read_finaldata(cfg: dict[str, Any], keep: list[str] | None = None) -> pd.DataFrame:
+    """The ingested dataset as a typed frame (empty, with the stored columns, when nothing is ingested yet); only
+    the columns in keep, if given."""
+    path = cfg["output_folder_path"] / FINALDATA
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns(cfg) if keep is None or c in keep})
+    return parse_csv(path.read_bytes(), cfg, display_path(cfg, path), keep=keep)
+
+
+def read_finaldata_since(cfg: dict[str, Any], start: int, keep: list[str] | None = None) -> pd.DataFrame:
+    """The rows appended to finaldata.csv after byte offset start (a line boundary recorded earlier)."""
+    path = cfg["output_folder_path"] / FINALDATA
+    if start <= 0:
+        return read_finaldata(cfg, keep)
+    with open(path, "rb") as f:
+        header = f.readline()
+        f.seek(max(start, len(header)))
+        tail = f.read()
+    if not tail.strip():
+        return read_finaldata(cfg, keep).iloc[0:0]
+    return parse_csv(header + tail, cfg, display_path(cfg, path), keep=keep)

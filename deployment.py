@@ -21,14 +21,26 @@ import json
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import cli
-from atomicio import LockBusy, atomic_write_json, fsync_path, file_lock, sha256_file
-from artifacts import (CURRENT, DEPLOYMENT_LOCK, INGESTED, MANIFEST, MODEL, MODEL_FILES, MODEL_RECORD, PROFILE,
-                       RELEASES, SCORE, SCORES, WELL_KNOWN)
+import history
+from artifacts import (
+    CURRENT,
+    DEPLOYMENT_LOCK,
+    INGESTED,
+    MANIFEST,
+    MODEL,
+    MODEL_FILES,
+    MODEL_RECORD,
+    PROFILE,
+    RELEASES,
+    SCORE,
+    SCORES,
+    WELL_KNOWN,
+)
+from atomicio import LockBusy, atomic_write_json, file_lock, fsync_path, sha256_file
 from config import display_path
 from releases import current_release, list_releases
 
@@ -97,7 +109,7 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
         raise cli.StepError("the model changed while it was being deployed (training running?); try again")
     manifest = {
         "version": version,
-        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": history.now_iso(),
         "previous": previous["version"] if previous else None,
         "files": files,
         "model": {k: v for k, v in record.items() if k not in ("sha256", "bytes")},
@@ -208,6 +220,37 @@ def summary(r: dict[str, Any]) -> str:
     if r["action"] == "rollback":
         return f"rolled back from release {r['from_version']} to release {r['version']} (F1 {r['f1']:.3f})"
     return f"deployed release {r['version']} (F1 {r['f1']:.3f}, model {r['model_sha256'][:12]}) -> {r['folder']}"
+
+
+# --- Course entry points: the Udacity starter's names, thin calls of the functions above ----------------------
+def store_model_into_pickle(model: Any = None, *, config_path: str | Path | None = None) -> dict[str, Any]:
+    """Deploy the model training wrote, with its score, as the next release; return what deploy() returns."""
+    from config import DEFAULT_CONFIG, load_config  # imported here so this block only adds to the module
+    cfg = load_config(config_path or DEFAULT_CONFIG)
+    if model is not None:
+        _check_same_as_trained(cfg, model)
+    return deploy(cfg)
+
+
+def _check_same_as_trained(cfg: dict[str, Any], model: Any) -> None:
+    """StepError unless model is the one in <output_model_path>/trainedmodel.pkl.
+
+    A release is the trained file with its score and profile, all hash-checked; an arbitrary object has neither,
+    so it is refused rather than deployed unscored."""
+    import pickle
+
+    from modelstore import ModelError, load_model
+    path = cfg["output_model_path"] / MODEL
+    try:
+        trained, _ = load_model(path)
+    except ModelError as e:
+        raise cli.StepError(str(e)) from None
+    # Equal pickles, not identity: the model a caller holds was loaded from the file in another call.
+    if pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL) != pickle.dumps(trained, protocol=pickle.HIGHEST_PROTOCOL):
+        raise cli.StepError(f"the model given is not {display_path(cfg, path)}; only the trained and scored model "
+                            f"is deployed: train it (training.train_model), score it (scoring.score_model), then "
+                            f"call store_model_into_pickle() with no model")
+# --- end of course entry points ----------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import artifacts
 import cli
-import releases
 import history
+import releases
 from atomicio import atomic_write_json
 from config import display_path
-from ingestion import read_finaldata
+from datacontract import read_finaldata
 
 log = logging.getLogger("diagnostics")
 
-DIAGNOSTICS_FILE = "diagnostics.json"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
-TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")
 UNKNOWN = "unknown"
 
 
-def model_predictions(cfg: dict[str, Any], df: pd.DataFrame) -> list[int]:
+def predict_deployed(cfg: dict[str, Any], df: pd.DataFrame) -> list[int]:
     """Predictions (0/1) of the deployed model for a frame with the feature columns."""
     model, _ = releases.load_deployed_model(cfg)
     return [int(p) for p in model.predict(df[cfg["feature_columns"]])]
@@ -69,7 +67,7 @@ def summary_stats(df: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, dict[str, 
     return out
 
 
-def missing_data(df: pd.DataFrame) -> dict[str, dict[str, float]]:
+def missing_table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Missing values per column: count and percent of rows."""
     n = len(df)
     out = {}
@@ -85,15 +83,10 @@ def missing_data(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 def timings(cfg: dict[str, Any]) -> dict[str, Any]:
     """Durations of recent real runs of each step, from the history store."""
     def read(db: Any) -> dict[str, Any]:
-        out = {}
-        for step in TIMED_STEPS:
-            rows = db.execute("SELECT seconds FROM runs WHERE step = ? AND outcome = 'ok' ORDER BY id DESC "
-                              "LIMIT 20", (step,)).fetchall()
-            secs = [float(r[0]) for r in rows]
-            out[step] = {"latest_seconds": secs[0] if secs else None,
-                         "median_seconds": statistics.median(secs) if secs else None, "runs": len(secs)}
-        return out
-    steps = history.safely(cfg, "timings", read, reading=True) or {}
+        secs = {step: history.step_seconds(db, step) for step in history.TIMED_STEPS}
+        return {step: {"latest_seconds": s[0] if s else None, "median_seconds": statistics.median(s) if s else None,
+                       "runs": len(s)} for step, s in secs.items()}
+    steps = history.safely(cfg, "cannot be read for timings", read) or {}
     return {"source": "durations recorded by real runs in the history store", "steps": steps}
 
 
@@ -141,28 +134,19 @@ def dependencies(cfg: dict[str, Any], cached: dict[str, Any] | None = None) -> d
             installed = "not installed"
         rows.append({"package": name, "required": spec, "installed": installed, "latest": new,
                      "outdated": new not in (UNKNOWN, installed)})
-    return {"checked_at": _now(), "checked_epoch": time.time(), "index": "pip's configured index",
+    return {"checked_at": history.now_iso(), "checked_epoch": time.time(), "index": "pip's configured index",
             "packages": rows}
 
 
 def latest_drift(cfg: dict[str, Any]) -> dict[str, Any] | None:
     """The most recent drift check with its per-feature figures, from the history store."""
-    def read(db: Any) -> dict[str, Any] | None:
-        row = db.execute("SELECT c.*, r.started_at FROM drift_checks c JOIN runs r ON r.id = c.run_id "
-                         "ORDER BY c.id DESC LIMIT 1").fetchone()
-        if row is None:
-            return None
-        feats = db.execute("SELECT feature, psi, psi_floor, ks, ks_pvalue, missing_rate, verdict FROM "
-                           "feature_drift WHERE check_id = ?", (row["id"],)).fetchall()
-        check = {k: row[k] for k in row.keys() if k not in ("id", "run_id")}
-        return {**check, "features": [dict(f) for f in feats]}
-    return history.safely(cfg, "the latest drift check", read, reading=True)
+    return (history.safely(cfg, "cannot be read for the latest drift check", history.latest_check) or (None,))[0]
 
 
 def diagnose(cfg: dict[str, Any]) -> dict[str, Any]:
     """Compute every diagnostic and save them atomically as diagnostics.json."""
     started = time.monotonic()
-    path = cfg["output_model_path"] / DIAGNOSTICS_FILE
+    path = artifacts.path(cfg, "diagnostics")
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -170,11 +154,11 @@ def diagnose(cfg: dict[str, Any]) -> dict[str, Any]:
     df = read_finaldata(cfg)
     release = releases.current_release(cfg)
     result = {
-        "generated_at": _now(),
+        "generated_at": history.now_iso(),
         "release": release["version"] if release else None,
         "data_rows": len(df),
         "summary_stats": summary_stats(df, cfg),
-        "missing_data": missing_data(df),
+        "missing_data": missing_table(df),
         "timings": timings(cfg),
         "dependencies": dependencies(cfg, previous.get("dependencies")),
         "drift": latest_drift(cfg),
@@ -189,11 +173,6 @@ def refresh(cfg: dict[str, Any]) -> dict[str, Any]:
     """What fullprocess calls after a run that changed something."""
     r = diagnose(cfg)
     return {"file": r["file"], "seconds": r["seconds"]}
-
-
-def _now() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _fmt(v: Any) -> str:
@@ -223,6 +202,62 @@ def tables(r: dict[str, Any]) -> str:
     if d:
         lines += ["", f"latest drift check: {d['verdict']} / data {d['data_verdict']} ({d['reason']})"]
     return "\n".join(lines)
+
+
+# --- Course entry points: the Udacity starter's names, thin calls of the functions above ----------------------
+def _course_config(config_path: str | Path | None) -> dict[str, Any]:
+    """The given config, or config.json beside the scripts (a course call passes nothing)."""
+    from config import DEFAULT_CONFIG, load_config  # imported here so this block only adds to the module
+    return load_config(config_path or DEFAULT_CONFIG)
+
+
+def model_predictions(df: pd.DataFrame | None = None, *, config_path: str | Path | None = None) -> list[int]:
+    """0/1 predictions of the deployed model, one per row of df (default: the test data)."""
+    from scoring import read_test_data
+    cfg = _course_config(config_path)
+    return predict_deployed(cfg, read_test_data(cfg) if df is None else df)
+
+
+def dataframe_summary(*, config_path: str | Path | None = None) -> list[list[Any]]:
+    """[column, mean, median, std] for each numeric column (features and target) of the ingested data."""
+    cfg = _course_config(config_path)
+    stats = summary_stats(read_finaldata(cfg), cfg)
+    return [[col, s["mean"], s["median"], s["std"]] for col, s in stats.items()]
+
+
+def missing_data(*, config_path: str | Path | None = None) -> list[list[Any]]:
+    """[column, fraction of rows missing] for each column of the ingested data."""
+    data = read_finaldata(_course_config(config_path))
+    n = len(data)
+    # From the counts, not the rounded percent: the fraction is exact.
+    return [[col, m["count"] / n if n else 0.0] for col, m in missing_table(data).items()]
+
+
+def execution_time(*, config_path: str | Path | None = None) -> list[float]:
+    """[ingestion seconds, training seconds] of the latest recorded runs; nothing is re-run."""
+    cfg = _course_config(config_path)
+    steps = timings(cfg)["steps"]
+    out = []
+    for step in ("ingestion", "training"):
+        seconds = (steps.get(step) or {}).get("latest_seconds")
+        if seconds is None:
+            raise cli.StepError(f"no successful {step} run recorded in the history store yet; "
+                                f"run fullprocess.py (or {step}.py) first")
+        out.append(float(seconds))
+    return out
+
+
+def outdated_packages_list(*, config_path: str | Path | None = None) -> list[list[str]]:
+    """[package, installed, latest] for each package of requirements.txt."""
+    cfg = _course_config(config_path)
+    try:
+        saved = json.loads((artifacts.path(cfg, "diagnostics")).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    # The versions diagnostics.py last looked up are reused while fresh: no wait on pip's index per call.
+    deps = dependencies(cfg, saved.get("dependencies"))
+    return [[p["package"], p["installed"], p["latest"]] for p in deps["packages"]]
+# --- end of course entry points ----------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

@@ -101,29 +101,33 @@ def same_stat(entry: dict[str, Any] | None, st: os.stat_result) -> bool:
     return bool(entry) and entry["size"] == str(st.st_size) and entry["mtime_ns"] == str(st.st_mtime_ns)
 
 
+def recorded_as(name: str, ingested: dict[str, dict[str, Any]], rejected: dict[str, dict[str, Any]],
+                st: os.stat_result, digest: str | None = None) -> str | None:
+    """Which record ("ingested" or "rejected") already holds this file as it is now: by size and mtime, or, given
+    its content hash, by that (a file touched but not changed); None when it is new or changed."""
+    for kind, record in (("ingested", ingested), ("rejected", rejected)):
+        entry = record.get(name)
+        if same_stat(entry, st) or (digest and entry and entry.get("sha256") == digest):
+            return kind
+    return None
+
+
 def new_files(folder: Path, ext: str, root: Path, ingested: dict[str, dict[str, Any]],
-              rejected: dict[str, dict[str, Any]]) -> tuple[list[Path], dict[Path, os.stat_result]]:
-    """Data files in folder that neither record knows with their current content; and the files only touched (size
-    or mtime unlike their record, content as recorded), with the stat taken before they were hashed."""
-    found, touched = [], {}
+              rejected: dict[str, dict[str, Any]]) -> tuple[list[Path], list[Path]]:
+    """Data files in folder that neither record holds with their current content; and the files only touched
+    (size or mtime unlike their record, content as recorded)."""
+    found, touched = [], []
     for p in list_data_files(folder, ext):
         name = record_name(p, root)
         try:
             st = p.stat()
-        except OSError:
-            continue
-        known = ingested.get(name) or rejected.get(name)
-        if same_stat(ingested.get(name), st) or same_stat(rejected.get(name), st):
-            continue
-        try:
+            if recorded_as(name, ingested, rejected, st):
+                continue
             digest = sha256_file(p)
         except OSError:
             found.append(p)  # unreadable now: ingestion will say why
             continue
-        if known and digest in (ingested.get(name, {}).get("sha256"), rejected.get(name, {}).get("sha256")):
-            touched[p] = st
-            continue
-        found.append(p)
+        (touched if recorded_as(name, ingested, rejected, st, digest) else found).append(p)
     return found, touched
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from config import display_path
 
 log = logging.getLogger("history")
 
@@ -22,6 +25,12 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
 SCHEMA_VERSION = 1
 # version -> SQL that upgrades a file of the previous version (version 1 is schema.sql itself).
 MIGRATIONS: dict[int, str] = {}
+TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")  # shown in timings and trends
+LOW_DISK_BYTES = 10 * 2**20
+
+
+class HistoryError(Exception):
+    """The history store could not be read or written; the message is one line naming the store and why."""
 
 
 def now_iso() -> str:
@@ -139,13 +148,53 @@ def past_new_scores(db: sqlite3.Connection, release: int) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
-def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any, reading: bool = False) -> Any:
-    """Run fn(db, *args) in a history transaction; a broken history is logged ("could not record what", or "read"
-    when reading), never fatal to the step."""
+def call(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
+    """fn(db, *args) in one transaction; HistoryError when the store fails, e.g. "the history store
+    history/history.sqlite3 cannot be read (disk I/O error; 0 KB free there)"."""
     try:
         with connect(cfg) as db:
             return fn(db, *args)
     except (sqlite3.Error, OSError) as e:
-        log.warning("history store %s: could not %s %s (%s)", cfg["history_path"], "read" if reading else "record",
-                    what, e)
+        raise HistoryError(trouble(cfg, e, what)) from None
+
+
+def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
+    """call(), for what a step can do without: a failing store is logged as a warning and gives None."""
+    try:
+        return call(cfg, what, fn, *args)
+    except HistoryError as e:
+        log.warning("%s", e)
         return None
+
+
+def trouble(cfg: dict[str, Any], e: Exception, what: str) -> str:
+    """One line: the store, what failed, the error. SQLite says "disk I/O error" when a full disk leaves no room for
+    its shared-memory file, so the free space is named when low."""
+    path = Path(cfg["history_path"])
+    free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+    low = f"; {free // 1024:,} KB free there" if free < LOW_DISK_BYTES else ""
+    return f"the history store {display_path(cfg, path)} {what} ({e}{low})"
+
+
+def latest_check(db: sqlite3.Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The latest drift check (with its features, when its run started and the byte range it read) and the
+    decisions of its run."""
+    row = db.execute("SELECT c.*, r.started_at, r.details FROM drift_checks c JOIN runs r ON r.id = c.run_id "
+                     "ORDER BY c.id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None, []
+    check = {k: row[k] for k in row.keys() if k != "details"}
+    check["data_start_bytes"] = json.loads(row["details"]).get("check", {}).get("data_start_bytes")
+    check["features"] = [dict(f) for f in db.execute(
+        "SELECT feature, psi, psi_floor, ks, ks_pvalue, missing_rate, verdict FROM feature_drift WHERE check_id = ?",
+        (row["id"],))]
+    decisions = [dict(d) for d in db.execute("SELECT decision, reason FROM decisions WHERE run_id = ?",
+                                             (row["run_id"],))]
+    return check, decisions
+
+
+def step_seconds(db: sqlite3.Connection, step: str, last: int = 20) -> list[float]:
+    """Durations of a step's latest successful runs, newest first."""
+    rows = db.execute("SELECT seconds FROM runs WHERE step = ? AND outcome = 'ok' ORDER BY id DESC LIMIT ?",
+                      (step, last)).fetchall()
+    return [float(r[0]) for r in rows]

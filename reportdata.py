@@ -14,13 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-import diagnostics
+import artifacts
 import history
-from filerecord import INGESTED_FIELDS, INGESTED_FILE, REJECTED_FIELDS, REJECTED_FILE, escape_name, read_record
-from ingestion import read_finaldata, read_finaldata_since
+from datacontract import read_finaldata, read_finaldata_since
+from filerecord import INGESTED_FIELDS, REJECTED_FIELDS, escape_name, read_record
 
 TOP_CLIENTS = 20
-REPORT_FILE = "report.pdf"  # in report_folder_path; reporting.py writes it, the dashboard links to it
 
 
 def number(v: Any, digits: int = 3) -> str:
@@ -47,38 +46,37 @@ def record_int(v: str) -> int | None:
     return int(v) if v and v.lstrip("-").isdigit() else None
 
 
-def saved_diagnostics(cfg: dict[str, Any], compute_if_missing: bool = False) -> dict[str, Any]:
-    """The diagnostics.json diagnostics.py last wrote; computed afresh (or empty) when there is none."""
+def saved_diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The diagnostics.json diagnostics.py last wrote (empty when there is none)."""
     try:
-        return json.loads((cfg["output_model_path"] / diagnostics.DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
+        return json.loads(artifacts.path(cfg, "diagnostics").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return diagnostics.diagnose(cfg) if compute_if_missing else {}
+        return {}
 
 
 def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
     """The ingested and the rejected files, as recorded by ingestion."""
-    out = cfg["output_folder_path"]
     # names as one printable line: a name with control characters or undecodable bytes must not break a page
     shown = lambda record: {k: {**e, "name": escape_name(e["name"])} for k, e in record.items()}  # noqa: E731
-    return (shown(read_record(out / INGESTED_FILE, INGESTED_FIELDS)),
-            shown(read_record(out / REJECTED_FILE, REJECTED_FIELDS)))
+    return (shown(read_record(artifacts.path(cfg, "ingested"), INGESTED_FIELDS)),
+            shown(read_record(artifacts.path(cfg, "rejected"), REJECTED_FIELDS)))
 
 
 def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Tables from the history store: releases, timings of successful step runs, per-feature drift per check."""
     def read(db: Any) -> dict[str, pd.DataFrame]:
         q = lambda sql, *args: pd.read_sql_query(sql, db, params=args)  # noqa: E731
-        marks = ", ".join("?" * len(diagnostics.TIMED_STEPS))
+        marks = ", ".join("?" * len(history.TIMED_STEPS))
         return {
             "releases": q("SELECT version, action, f1, at FROM releases ORDER BY rowid"),
             "timings": q(f"SELECT id, step, seconds, started_at FROM runs WHERE outcome = 'ok' AND step IN ({marks}) "
-                         "ORDER BY id", *diagnostics.TIMED_STEPS),
+                         "ORDER BY id", *history.TIMED_STEPS),
             # a check of zero new rows (a run that only rejected files) has nothing to plot
             "features": q("SELECT c.id AS check_id, f.feature, f.psi, f.ks, f.missing_rate, f.verdict FROM "
                           "feature_drift f JOIN drift_checks c ON c.id = f.check_id WHERE c.new_rows > 0 "
                           "ORDER BY c.id"),
         }
-    return history.safely(cfg, "trends", read, reading=True) or {}
+    return history.safely(cfg, "cannot be read for trends", read) or {}
 
 
 def trend_series(t: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
@@ -112,17 +110,7 @@ def trend_counts(t: dict[str, pd.DataFrame]) -> dict[str, int]:
 
 def latest_check(cfg: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The latest drift check (with the byte range it read) and the decisions of its run."""
-    def read(db: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        row = db.execute("SELECT * FROM drift_checks ORDER BY id DESC LIMIT 1").fetchone()
-        if row is None:
-            return None, []
-        run = db.execute("SELECT details FROM runs WHERE id = ?", (row["run_id"],)).fetchone()
-        start = json.loads(run["details"]).get("check", {}).get("data_start_bytes") if run else None
-        feats = [dict(f) for f in db.execute("SELECT * FROM feature_drift WHERE check_id = ?", (row["id"],))]
-        decisions = [dict(d) for d in db.execute("SELECT decision, reason FROM decisions WHERE run_id = ?",
-                                                 (row["run_id"],))]
-        return {**dict(row), "features": feats, "data_start_bytes": start}, decisions
-    return history.safely(cfg, "the latest check", read, reading=True) or (None, [])
+    return history.safely(cfg, "cannot be read for the latest check", history.latest_check) or (None, [])
 
 
 def top_clients(cfg: dict[str, Any], model: Any, check: dict[str, Any] | None) -> pd.DataFrame:

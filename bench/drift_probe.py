@@ -18,25 +18,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+from measure import peak_rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # our modules live at the repository root, bench/ alone is on the path
 
-import releases  # noqa: E402
-import drift  # noqa: E402
-import fullprocess  # noqa: E402
-import history  # noqa: E402
-import ingestion  # noqa: E402
-import scoring  # noqa: E402,F401 (imported, like training, by fullprocess.run_pipeline before the check)
-import training  # noqa: E402,F401
-from config import load_config  # noqa: E402
-
-
-def status_mb(key: str) -> float:
-    """A figure (VmRSS, VmHWM) of this process from /proc/self/status, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
+# All after the sys.path line above (hence E402); scoring and training are not called here but fullprocess's
+# pipeline has imported them when it runs the check, so their memory counts before the check as it does there.
+import drift  # noqa: E402 (importable only after the sys.path line)
+import fullprocess  # noqa: E402 (importable only after the sys.path line)
+import history  # noqa: E402 (importable only after the sys.path line)
+import ingestion  # noqa: E402 (importable only after the sys.path line)
+import releases  # noqa: E402 (importable only after the sys.path line)
+import scoring  # noqa: E402,F401 (after the sys.path line; imported only for its memory, see above)
+import training  # noqa: E402,F401 (after the sys.path line; imported only for its memory, see above)
+from config import load_config  # noqa: E402 (importable only after the sys.path line)
 
 
 def parts(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, float]:
@@ -59,7 +56,7 @@ def parts(cfg: dict[str, Any], release: dict[str, Any], size: int) -> dict[str, 
     drift.data_drift(profile, new, cfg["feature_columns"], cfg["drift"])
     t.append(time.perf_counter())
     names = ["load_model_s", "read_rows_s", "predict_s", "model_drift_s", "data_drift_s"]
-    return {n: b - a for n, a, b in zip(names, t, t[1:])}
+    return {n: b - a for n, a, b in zip(names, t, t[1:], strict=False)}
 
 
 def main() -> None:
@@ -70,11 +67,11 @@ def main() -> None:
     release = releases.current_release(cfg)
     size = (cfg["output_folder_path"] / ingestion.FINALDATA_FILE).stat().st_size
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak of the imports is not the check's
-    rss0 = status_mb("VmRSS")
+    rss0 = psutil.Process().memory_info().rss / 2**20
     t0 = time.perf_counter()
     check = fullprocess.drift_check(cfg, release, size)
     seconds = time.perf_counter() - t0
-    peak = status_mb("VmHWM")
+    peak = peak_rss_mb(psutil.Process().pid)
     out = {"seconds": seconds, "rss_before_mb": rss0, "peak_mb": peak, "extra_mb": peak - rss0,
            "new_rows": check["new_rows"], "verdict": check["verdict"], "data_verdict": check["data_verdict"],
            "parts": parts(cfg, release, size)}

@@ -6,7 +6,7 @@
     python bench/straightforward.py tick --workspace WS      # the cron entry: new files? then ingest, train, score
     python bench/straightforward.py drift --workspace WS --new FILE   # the model and each feature on FILE
 
-It is what the first version of this design usually looks like (SPEC section 11): pandas and scikit-learn are
+It is what the first version of this design usually looks like: pandas and scikit-learn are
 imported at the top, so even a tick that finds nothing new pays for them; every ingest reads every source file,
 concatenates them, drops duplicates and rewrites finaldata.csv; the drift check re-reads the training data and
 compares each feature with scipy's two-sample KS test and a PSI over its deciles. It has none of our checks

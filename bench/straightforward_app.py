@@ -50,6 +50,7 @@ def create_app(cfg: dict[str, Any]) -> Flask:
 
     @app.route("/prediction", methods=["POST"])
     def prediction() -> Any:
+        """Predict every row of the named file, loading model and file afresh."""
         filepath = request.get_json()["filepath"]
         df = pd.read_csv(os.path.join(cfg["workspace"], filepath))
         model = load_model(cfg)
@@ -59,6 +60,7 @@ def create_app(cfg: dict[str, Any]) -> Flask:
 
     @app.route("/scoring", methods=["GET"])
     def scoring() -> Any:
+        """F1 of the deployed model on the test data, recomputed."""
         df = pd.read_csv(os.path.join(cfg["test_data_path"], "testdata.csv"))
         model = load_model(cfg)
         pred = model.predict(df[features])
@@ -66,6 +68,7 @@ def create_app(cfg: dict[str, Any]) -> Flask:
 
     @app.route("/summarystats", methods=["GET"])
     def summarystats() -> Any:
+        """Summary statistics of finaldata.csv, read afresh."""
         df = pd.read_csv(os.path.join(cfg["output_folder_path"], "finaldata.csv"))
         out = {}
         for col in [*features, cfg["target_column"]]:

@@ -115,3 +115,36 @@ def gunicorn_server(ws: Path, workers: int = 2) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def deploy_shipped(ws: Path) -> None:
+    """Bootstrap on the practice data, then let fullprocess deploy release 2 from the source data."""
+    for config in ("config.practice.json", "config.json"):
+        p = run_script("fullprocess.py", ws, config=config)
+        assert p.returncode == 0, p.stderr
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with release 2 deployed and a 10,000-row file to predict (built once per test module)."""
+    import numpy as np
+
+    import generate_data
+    ws = make_workspace(tmp_path_factory.mktemp("api"))
+    deploy_shipped(ws)
+    big = generate_data.clients_fast(np.random.default_rng(1), 10_000, "new")
+    (ws / "ingesteddata" / "big10k.csv").write_text(big.to_csv(index=False))
+    return ws
+
+
+@pytest.fixture
+def app(deployed: Path) -> Any:
+    """The Flask app of the deployed workspace, built by the factory gunicorn's wsgi.py uses."""
+    from app import create_app
+    return create_app(deployed / "config.json")
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """The Flask test client of that app."""
+    return app.test_client()

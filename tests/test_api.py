@@ -1,4 +1,6 @@
-"""The HTTP API: every endpoint and error case, through the Flask test client and a real gunicorn server."""
+"""The HTTP API: every endpoint and error case, through the Flask test client and a real gunicorn server.
+
+`deployed` (a workspace with release 2), `app` and `client` come from conftest.py."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -11,36 +13,11 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from conftest import ROOT, free_port, gunicorn_server, make_workspace, run_script, write_config
+from conftest import deploy_shipped, free_port, gunicorn_server, run_script, write_config
+
+__all__ = ["FEATURES", "ROWS", "deploy_shipped"]  # test_api_abuse.py imports these from here
 
 FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
-
-
-def deploy_shipped(ws: Path) -> None:
-    """Bootstrap on the practice data, then let fullprocess deploy release 2 from the source data."""
-    for config in ("config.practice.json", "config.json"):
-        p = run_script("fullprocess.py", ws, config=config)
-        assert p.returncode == 0, p.stderr
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace with release 2 deployed and a 10,000-row file to predict."""
-    ws = make_workspace(tmp_path_factory.mktemp("api"))
-    deploy_shipped(ws)
-    sys.path.insert(0, str(ROOT))
-    import generate_data
-    import numpy as np
-    big = generate_data.clients_fast(np.random.default_rng(1), 10_000, "new")
-    (ws / "ingesteddata" / "big10k.csv").write_text(big.to_csv(index=False))
-    return ws
-
-
-@pytest.fixture(scope="module")
-def client(deployed: Path) -> Any:
-    """The Flask test client of the app built by the same factory gunicorn uses."""
-    from app import create_app
-    return create_app(deployed / "config.json").test_client()
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +98,25 @@ def test_url_encoded_dots_in_query_refused(client: Any) -> None:
     assert r.status_code == 403
 
 
+def test_course_style_leading_slash_path(client: Any, deployed: Path) -> None:
+    """The course writes paths from the project folder with a leading slash; they resolve inside the data folders."""
+    post = client.post("/prediction", json={"filepath": "/testdata/testdata.csv"})
+    assert post.status_code == 200, post.get_json()
+    out = post.get_json()
+    assert out["rows"] == 600 and len(out["predictions"]) == len(out["probabilities"]) == 600
+    assert client.get("/prediction?filepath=/testdata/testdata.csv").get_json() == out
+    # a real absolute path inside the data folders is still read as itself
+    real = client.post("/prediction", json={"filepath": str(deployed / "testdata" / "testdata.csv")})
+    assert real.status_code == 200 and real.get_json() == out
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/../x", "/../../etc/passwd", "/testdata/../../x.csv"])
+def test_leading_slash_outside_the_data_folders_refused(client: Any, path: str) -> None:
+    """A leading slash is no way out: what leads outside the data folders stays a 4xx with a JSON error."""
+    r = client.post("/prediction", json={"filepath": path})
+    assert 400 <= r.status_code < 500 and "error" in r.get_json()
+
+
 def test_escaping_symlink_refused(client: Any, deployed: Path, tmp_path: Path) -> None:
     secret = tmp_path / "secret.csv"
     secret.write_text("corporation,lastmonth_activity,lastyear_activity,number_of_employees\nx,1,2,3\n")
@@ -154,7 +150,7 @@ def test_bad_requests_are_4xx_json(client: Any, kwargs: dict[str, Any], status: 
 
 
 def test_too_many_rows_and_too_large_body(deployed: Path, tmp_path: Path) -> None:
-    from app import create_app
+    from app import create_app  # built by hand: the data folders of `deployed` with lower limits
     cfg = write_config(tmp_path, input_folder_path=str(deployed / "sourcedata"),
                        test_data_path=str(deployed / "testdata"), output_folder_path=str(deployed / "ingesteddata"),
                        prod_deployment_path=str(deployed / "production_deployment"),
@@ -173,7 +169,7 @@ def test_unknown_route_and_method_are_json(client: Any) -> None:
 
 
 def test_no_release_is_503(tmp_path: Path) -> None:
-    from app import create_app
+    from app import create_app  # built by hand: a workspace with nothing deployed
     for folder in ("sourcedata", "testdata"):
         (tmp_path / folder).mkdir()
     c = create_app(write_config(tmp_path)).test_client()
@@ -199,8 +195,26 @@ def test_scoring_summarystats_diagnostics_health(client: Any, deployed: Path) ->
     assert client.get("/health").get_json()["release"] == 2
 
 
+@pytest.mark.parametrize("accept", ["text/plain", "text/plain;q=0.9, application/xml;q=0.5"])
+def test_scoring_as_text_when_asked(client: Any, deployed: Path, accept: str) -> None:
+    """Accept: text/plain gets the bare F1, as the course's clients read it: float(response.text)."""
+    scores = json.loads((deployed / "production_deployment" / "current" / "scores.json").read_text())
+    r = client.get("/scoring", headers={"Accept": accept})
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    assert float(r.text) == pytest.approx(scores["f1"]) and r.text.strip() == r.text
+
+
+@pytest.mark.parametrize("headers", [{}, {"Accept": "*/*"}, {"Accept": "application/json"},
+                                     {"Accept": "application/json, text/plain"}])
+def test_scoring_is_json_by_default(client: Any, headers: dict[str, str]) -> None:
+    """Without a preference for text/plain, /scoring answers the JSON object, and says it varies by Accept."""
+    r = client.get("/scoring", headers=headers)
+    assert r.status_code == 200 and r.mimetype == "application/json" and r.get_json()["release"] == 2
+    assert "Accept" in r.headers["Vary"]
+
+
 def test_bearer_token_protects_every_endpoint(deployed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import create_app
+    from app import create_app  # built by hand: the token is read when the app is built
     monkeypatch.setenv("RISK_API_TOKEN", "s3cret")
     c = create_app(deployed / "config.json").test_client()
     for path in ("/health", "/scoring", "/summarystats", "/diagnostics", "/openapi.json",
@@ -226,6 +240,10 @@ def test_gunicorn_serves_every_endpoint(server: str) -> None:
     assert r.status_code == 200 and r.json()["rows"] == 600
     r = requests.get(server + "prediction", params={"filepath": "../../etc/passwd"}, timeout=10)
     assert r.status_code == 403 and "error" in r.json()
+    r = requests.post(server + "prediction", json={"filepath": "/testdata/testdata.csv"}, timeout=10)
+    assert r.status_code == 200 and r.json()["rows"] == 600
+    r = requests.get(server + "scoring", headers={"Accept": "text/plain"}, timeout=10)
+    assert r.status_code == 200 and 0 < float(r.text) <= 1
 
 
 def test_apicalls_writes_every_answer(server: str, deployed: Path, tmp_path: Path) -> None:
@@ -267,6 +285,7 @@ def test_a_named_files_answer_follows_the_release_and_the_file(server: str, depl
     """A named file's answer is kept per file version and release: after a rollback, and after the file is
     rewritten, every worker answers with the probabilities the now-current model gives the file as it now is."""
     import numpy as np
+
     import releases
     from config import load_config
     from datacontract import read_data_file

@@ -31,30 +31,23 @@ from filerecord import INGESTED_FIELDS, REJECTED_FIELDS, escape_name, read_recor
 
 CFG = load_config(ROOT / "config.json")
 STORED = ("finaldata.csv", "ingestedfiles.txt", "rowhashes.npz")
-NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
-# As root, chmod 000 stops nobody from reading: the runs then go as an unprivileged user, like a cron job.
+# Root reads a chmod 000 file anyway, so as root the runs drop every capability and keep uid 0: the file's mode
+# bits then apply as they would to a cron job's user, while the checkout and its venv (which may sit in a folder
+# only root can enter) stay reachable.
 DROP = os.geteuid() == 0 and SETPRIV is not None
 CAN_BE_UNREADABLE = os.geteuid() != 0 or DROP
 IN_RUN = [k for k in KINDS if k["kind"] != "unreadable" or CAN_BE_UNREADABLE]
 LATE = ("accepted", "dropped")  # written after the run that must change nothing
 
 
-def ingest(ws: Path, as_nobody: bool = DROP) -> tuple[dict[str, Any], str]:
-    """One real `ingestion.py --json` run in ws (as nobody if asked); its result and stderr."""
-    prefix = [SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if as_nobody else []
-    if as_nobody:
-        give_to_nobody(ws)
+def ingest(ws: Path, unprivileged: bool = DROP) -> tuple[dict[str, Any], str]:
+    """One real `ingestion.py --json` run in ws (without root's capabilities if asked); its result and stderr."""
+    prefix = [SETPRIV, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"] if unprivileged else []
     cmd = [*prefix, sys.executable, str(ROOT / "ingestion.py"), "--config", str(ws / "config.json"), "--json"]
     p = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     return json.loads(p.stdout), p.stderr
-
-
-def give_to_nobody(folder: Path) -> None:
-    """chown -R nobody folder (links themselves, not their targets)."""
-    for p in [folder, *folder.rglob("*")]:
-        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
 
 
 def stored(ws: Path) -> dict[str, bytes]:
@@ -77,9 +70,8 @@ def typed_rows(ws: Path) -> set[tuple[Any, ...]]:
 @pytest.fixture(scope="module")
 def runs() -> Iterator[dict[str, Any]]:
     """Shipped data ingested (A); then every kind that must change nothing (B); then the good kinds (C); then a
-    run with nothing new (D). The workspace lives outside pytest's private temp folder so nobody can reach it."""
+    run with nothing new (D)."""
     base = Path(tempfile.mkdtemp(prefix="badinput-"))
-    os.chmod(base, 0o755)
     ws = make_workspace(base / "ws")
     src, outside = ws / "sourcedata", ws / "outside"
     out: dict[str, Any] = {"ws": ws}
@@ -262,7 +254,7 @@ def test_both_readers_agree_on_every_spelling_of_a_number(column: int) -> None:
 
 def test_a_file_growing_while_ingestion_reads_it_never_lands_half_a_row(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws")
-    first, _ = ingest(ws, as_nobody=False)
+    first, _ = ingest(ws, unprivileged=False)
     before = stored(ws)
     path, stop = ws / "sourcedata" / "growing.csv", threading.Event()
     writer = grow_file(path, stop)
@@ -271,7 +263,7 @@ def test_a_file_growing_while_ingestion_reads_it_never_lands_half_a_row(tmp_path
             break
         writer.join(0.01)
     assert writer.is_alive() and path.stat().st_size >= 2_000
-    during, _ = ingest(ws, as_nobody=False)  # the writer goes on appending, half a row at a time, throughout
+    during, _ = ingest(ws, unprivileged=False)  # the writer goes on appending, half a row at a time, throughout
     stop.set()
     writer.join(30)
     finished = {one_row("growing", i) for i in range(len(path.read_text().splitlines()) - 1)}
@@ -281,7 +273,7 @@ def test_a_file_growing_while_ingestion_reads_it_never_lands_half_a_row(tmp_path
         assert re.search(r"still being written", refused["reason"]), refused
     assert of_kind(typed_rows(ws), "growing") <= finished  # whatever arrived is whole rows
     assert stored(ws)["finaldata.csv"].startswith(before["finaldata.csv"])
-    after, _ = ingest(ws, as_nobody=False)  # the file is finished now: every row arrives, once
+    after, _ = ingest(ws, unprivileged=False)  # the file is finished now: every row arrives, once
     assert entry(after, "ingested_files", name), after
     assert of_kind(typed_rows(ws), "growing") == finished
     assert first["rows_added"] + len(finished) == len(parse_csv(stored(ws)["finaldata.csv"], CFG, "finaldata.csv"))

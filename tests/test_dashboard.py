@@ -13,11 +13,11 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import requests
+from test_reporting import need
 
 import generate_data
 from config import load_config
 from conftest import gunicorn_server, make_workspace, run_script, write_config
-from test_reporting import need
 
 DROPS = ["dataset3.csv", "broken.csv", "dataset4.csv", "data005.csv"]  # in this order, one per fullprocess run
 

@@ -161,82 +161,61 @@ def imported_modules(importtime_stderr: str) -> set[str]:
             if line.startswith("import time:") and "|" in line}
 
 
-def test_no_new_data_is_a_cheap_no_op(states, tmp_path):
-    ws = clone(states["source"], tmp_path / "ws")
-    before = artifacts(ws)
-    record_before = (ws / "ingesteddata" / "ingestedfiles.txt").read_text()
-    runs_before = len(query(ws, "SELECT id FROM runs"))
-    # A touched but unchanged file is not new data either.
-    src = ws / "sourcedata" / "dataset3.csv"
-    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
-    for _ in range(2):
-        p = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "fullprocess.py"),
-                            "--config", str(ws / "config.json")], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60)
-        assert p.returncode == 0, p.stderr
-        assert p.stdout.startswith("no new data in sourcedata") and "release 1 stays" in p.stdout
-        modules = imported_modules(p.stderr)
-        assert "history" in modules and "deployment" in modules, "importtime output not understood"
-        heavy = sorted(m for m in modules if m.split(".")[0] in ("pandas", "sklearn"))
-        assert heavy == [], f"the no-new-data tick imported {heavy[:5]}"
-        assert last_run(ws)[1] == "no-new-data"
-    after = artifacts(ws)
-    # Only the history file changed (two tick rows), and the touched file's mtime in the ingestion record; the data,
-    # models and release are byte for byte the same.
-    changed = {str(ws / "history" / "history.sqlite3"), str(ws / "ingesteddata" / "ingestedfiles.txt")}
-    assert {k: v for k, v in before.items() if k not in changed} == {k: v for k, v in after.items() if k not in changed}
-    assert len(query(ws, "SELECT id FROM runs")) == runs_before + 2
-    record_after = (ws / "ingesteddata" / "ingestedfiles.txt").read_text()
-    assert record_after == record_before.replace(str(src.stat().st_mtime_ns - 10**9), str(src.stat().st_mtime_ns))
-
-
-def aged(ws: Path, seconds: int = 3600) -> Path:
-    """Every file and folder under a path made older, as after quiet ticks: a stamp never trusts a fresh mtime."""
-    for p in [ws, *ws.rglob("*")]:
-        if not p.is_symlink():
-            st = p.stat()
-            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9))
-    return ws
-
-
-def stamped(ws: Path) -> subprocess.CompletedProcess:
-    """Full ticks on an aged workspace until one leaves a stamp (the first records the aged files' mtimes, and a
-    record just written is too recent to stamp); that tick's process."""
-    aged(ws)
-    timed_tick(ws)
-    aged(ws / "ingesteddata")  # not the data files: aged again, they would be "touched" again
-    p, quick = timed_tick(ws)
-    assert not quick and (ws / ".config.json.tick").is_file(), p.stdout
-    return p
-
-
-def timed_tick(ws: Path) -> tuple[subprocess.CompletedProcess, bool]:
-    """One tick under -X importtime: the process, and whether it was the quick one (the full tick's logging setup,
-    config checker and history module were never imported)."""
+def tick(ws: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """One real tick under -X importtime, run from another folder as cron does: the process and what it imported."""
     p = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "fullprocess.py"), "--config",
                         str(ws / "config.json")], cwd="/", capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     modules = imported_modules(p.stderr)
-    assert "tickstamp" in modules, "importtime output not understood"
-    return p, not {"logging", "json", "config", "history"} & modules
+    assert "history" in modules and "deployment" in modules, "importtime output not understood"
+    return p, modules
 
 
-def test_after_a_full_no_new_data_tick_the_next_ones_are_quick_and_recorded_alike(states, tmp_path):
-    """SPEC 7.2 and issue 7 case 1: the tick with nothing new costs about as much as starting Python. A full tick
-    that found nothing leaves a stamp; the next ticks say so from it, recorded and logged like the full one."""
+def heavy(modules: set[str]) -> list[str]:
+    """The data libraries among imported modules: the no-new-data tick must import none of them."""
+    return sorted(m for m in modules if m.split(".")[0] in ("pandas", "pyarrow", "sklearn"))
+
+
+def test_no_new_data_is_a_cheap_no_op(states, tmp_path):
     ws = clone(states["source"], tmp_path / "ws")
-    full = stamped(ws)
-    assert full.stdout.startswith("no new data in sourcedata") and "release 1 stays" in full.stdout
+    before = artifacts(ws)
+    record_before = (ws / "ingesteddata" / "ingestedfiles.txt").read_text()
+    ticks_before = len(query(ws, "SELECT id FROM runs WHERE step = 'fullprocess'"))
+    # A touched but unchanged file is not new data either: the first tick has ingestion (the one writer of its
+    # record) note its new mtime, so the next ticks neither hash it nor import the data libraries.
+    src = ws / "sourcedata" / "dataset3.csv"
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    for i in range(3):
+        p, modules = tick(ws)
+        assert p.stdout.startswith("no new data in sourcedata") and "release 1 stays" in p.stdout
+        assert i == 0 or heavy(modules) == [], f"the no-new-data tick imported {heavy(modules)[:5]}"
+        assert last_run(ws)[1] == "no-new-data"
+    after = artifacts(ws)
+    # Only the history file changed, and the touched file's mtime in the ingestion record; the data, models and
+    # release are byte for byte the same.
+    changed = {str(ws / "history" / "history.sqlite3"), str(ws / "ingesteddata" / "ingestedfiles.txt")}
+    assert {k: v for k, v in before.items() if k not in changed} == {k: v for k, v in after.items() if k not in changed}
+    assert len(query(ws, "SELECT id FROM runs WHERE step = 'fullprocess'")) == ticks_before + 3
+    record_after = (ws / "ingesteddata" / "ingestedfiles.txt").read_text()
+    assert record_after == record_before.replace(str(src.stat().st_mtime_ns - 10**9), str(src.stat().st_mtime_ns))
+
+
+def test_ticks_with_nothing_new_are_recorded_and_logged_alike(states, tmp_path):
+    """The tick cron runs every 10 minutes: each says the same line, is recorded in the history and logged."""
+    ws = clone(states["source"], tmp_path / "ws")
+    lines = []
     for _ in range(3):
-        p, quick = timed_tick(ws)
-        assert quick and p.stdout == full.stdout and p.stderr.count("\n") == p.stderr.count("import time:")
-    rows = query(ws, "SELECT outcome, summary, details FROM runs WHERE step = 'fullprocess' ORDER BY id DESC LIMIT 4")
+        p, modules = tick(ws)
+        assert heavy(modules) == [] and p.stderr.count("\n") == p.stderr.count("import time:")
+        lines.append(p.stdout)
+    assert len(set(lines)) == 1 and lines[0].startswith("no new data in sourcedata"), lines
+    rows = query(ws, "SELECT outcome, summary, details FROM runs WHERE step = 'fullprocess' ORDER BY id DESC LIMIT 3")
     assert len(set(rows)) == 1 and rows[0][0] == "no-new-data", rows
     assert json.loads(rows[0][2]) == {"outcome": "no-new-data", "release": 1}
     times = query(ws, "SELECT started_at, ended_at, seconds FROM runs ORDER BY id DESC LIMIT 1")[0]
     assert times[0] <= times[1] and times[0].endswith("Z") and 0 <= times[2] < 60
-    log = (ws / "logs" / "fullprocess.log").read_text().splitlines()[-4:]
-    assert all(line.endswith(" INFO fullprocess: " + full.stdout.strip()) for line in log), log
+    log = (ws / "logs" / "fullprocess.log").read_text().splitlines()[-3:]
+    assert all(line.endswith(" INFO fullprocess: " + lines[0].strip()) for line in log), log
 
 
 def drop_new_file(ws: Path) -> str:
@@ -280,30 +259,17 @@ def change_config(ws: Path) -> str:
 
 @pytest.mark.parametrize("change", [drop_new_file, change_in_place, roll_back, mark_outputs_pending, fill_the_log,
                                     change_config])
-def test_any_change_after_the_stamp_makes_the_next_tick_a_full_one(states, tmp_path, change):
+def test_any_change_after_a_quiet_tick_is_acted_on_by_the_next(states, tmp_path, change):
     ws = clone(states["shipped"], tmp_path / "ws")
-    stamped(ws)
-    assert timed_tick(ws)[1], "no quick tick to begin with"
+    assert "no new data" in tick(ws)[0].stdout
     expect = change(ws)
-    p, quick = timed_tick(ws)
-    assert not quick and expect in p.stdout, p.stdout
+    p, _ = tick(ws)
+    assert expect in p.stdout, p.stdout
     if change is mark_outputs_pending:
         assert (ws / "reports" / "report.pdf").is_file()
     if change is fill_the_log:
         assert (ws / "logs" / "fullprocess.log.1").stat().st_size > 1_000_000
         assert (ws / "logs" / "fullprocess.log").stat().st_size < 10_000
-
-
-def test_no_stamp_is_trusted_over_changes_too_recent_to_see(states, tmp_path):
-    """Within the filesystem's timestamp granularity a second change can leave an mtime as it was, so a full tick
-    does not stamp what changed in the last seconds (git's "racy clean"): the next tick looks again."""
-    ws = clone(states["source"], tmp_path / "ws")
-    stamped(ws)
-    os.utime(ws / "sourcedata" / "dataset3.csv")  # touched just now, content unchanged
-    assert not timed_tick(ws)[1] and not (ws / ".config.json.tick").exists()
-    assert not timed_tick(ws)[1] and not (ws / ".config.json.tick").exists()  # still too recent
-    stamped(ws)
-    assert timed_tick(ws)[1]
 
 
 # ---------------------------------------------------------------- new data: keep, replace, reject
@@ -365,13 +331,31 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(states, tmp_path):
     p = fullprocess(ws, "--dry-run")
     assert p.stdout.startswith("dry run:")
     assert "would ingest sourcedata/dataset3.csv" in p.stdout and "would ingest sourcedata/dataset4.csv" in p.stdout
-    assert "model drift on the new files alone: drift" in p.stdout
+    assert "model drift on 1,700 rows: drift" in p.stdout
     assert "would retrain" in p.stdout
     assert artifacts(ws) == before
     assert not (ws / "models").exists()
     # And a real run then does what the dry run announced.
     p = fullprocess(ws)
     assert "ingested 2 new files" in p.stdout and "deployed release 2" in p.stdout
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["data-drift-off", "data-drift-on"])
+def test_dry_run_and_real_run_reach_the_same_decision(states, tmp_path, on):
+    """The dry run takes the real run's path read-only: the same rows checked, the same data-drift verdict, the same
+    retrain rule. A batch whose data drifts while the model holds up retrains only with retrain_on_data_drift."""
+    ws = clone(states["shipped"], tmp_path / "ws")
+    write_config(ws, drift={"retrain_on_data_drift": on})
+    generate_data.write_large(ws / "sourcedata", 300, 1, seed=1, period="new")
+    before = artifacts(ws)
+    dry = json.loads(fullprocess(ws, "--dry-run", "--json").stdout)
+    assert artifacts(ws) == before
+    real = json.loads(fullprocess(ws, "--json").stdout)
+    assert (real["check"]["verdict"], real["check"]["data_verdict"]) == ("no-drift", "DRIFT"), \
+        "the batch no longer drifts in its data alone: pick one that does"
+    for key in ("verdict", "data_verdict", "new_rows", "new_score"):
+        assert dry["check"][key] == real["check"][key], key
+    assert dry["decision"] == real["decisions"][0]["decision"] == ("retrain" if on else "keep")
 
 
 def test_dry_run_with_nothing_deployed_changes_nothing(workspace):
