@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+import artifacts
 import cli
 import history
 from atomicio import atomic_write_json
@@ -22,7 +23,6 @@ from config import display_path
 
 log = logging.getLogger("apicalls")
 
-RETURNS_FILE = "apireturns.txt"
 
 
 def calls(cfg: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -57,7 +57,7 @@ def call_all(cfg: dict[str, Any]) -> dict[str, Any]:
                 body = r.text[:2000]
             answers[path] = {"method": method, "status": r.status_code, "answer": body}
             log.info("%s /%s -> %d", method, path, r.status_code)
-    out = cfg["output_model_path"] / RETURNS_FILE
+    out = artifacts.path(cfg, "api_returns")
     atomic_write_json(out, {"url": base, "called_at": history.now_iso(),
                             "endpoints": answers})
     failed = [p for p, a in answers.items() if a["status"] >= 400]

@@ -132,9 +132,10 @@ def _type_name(t: type) -> str:
     return {str: "a string", int: "a whole number", float: "a number", list: "a list", bool: "true or false"}[t]
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
-    """Read, check and resolve a config file; raises ConfigError with one line naming the problem."""
-    path = Path(path).expanduser().resolve()
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """Read, check and resolve a config file (default: config.json beside the scripts); raises ConfigError with one
+    line naming the problem."""
+    path = Path(path or DEFAULT_CONFIG).expanduser().resolve()
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ from artifacts import (
     WELL_KNOWN,
 )
 from atomicio import LockBusy, atomic_write_json, file_lock, fsync_path, sha256_file
-from config import display_path
+from config import display_path, load_config
+from modelstore import ModelError, load_model
 from releases import current_release, list_releases
 
 log = logging.getLogger("deployment")
@@ -222,11 +224,10 @@ def summary(r: dict[str, Any]) -> str:
     return f"deployed release {r['version']} (F1 {r['f1']:.3f}, model {r['model_sha256'][:12]}) -> {r['folder']}"
 
 
-# --- Course entry points: the Udacity starter's names, thin calls of the functions above ----------------------
+# The course's starter names (Udacity's "A Dynamic Risk Assessment System"): thin calls of the functions above.
 def store_model_into_pickle(model: Any = None, *, config_path: str | Path | None = None) -> dict[str, Any]:
     """Deploy the model training wrote, with its score, as the next release; return what deploy() returns."""
-    from config import DEFAULT_CONFIG, load_config  # imported here so this block only adds to the module
-    cfg = load_config(config_path or DEFAULT_CONFIG)
+    cfg = load_config(config_path)
     if model is not None:
         _check_same_as_trained(cfg, model)
     return deploy(cfg)
@@ -237,9 +238,6 @@ def _check_same_as_trained(cfg: dict[str, Any], model: Any) -> None:
 
     A release is the trained file with its score and profile, all hash-checked; an arbitrary object has neither,
     so it is refused rather than deployed unscored."""
-    import pickle
-
-    from modelstore import ModelError, load_model
     path = cfg["output_model_path"] / MODEL
     try:
         trained, _ = load_model(path)
@@ -250,7 +248,6 @@ def _check_same_as_trained(cfg: dict[str, Any], model: Any) -> None:
         raise cli.StepError(f"the model given is not {display_path(cfg, path)}; only the trained and scored model "
                             f"is deployed: train it (training.train_model), score it (scoring.score_model), then "
                             f"call store_model_into_pickle() with no model")
-# --- end of course entry points ----------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

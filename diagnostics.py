@@ -34,8 +34,9 @@ import cli
 import history
 import releases
 from atomicio import atomic_write_json
-from config import display_path
+from config import display_path, load_config
 from datacontract import read_finaldata
+from scoring import read_test_data
 
 log = logging.getLogger("diagnostics")
 
@@ -204,30 +205,23 @@ def tables(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --- Course entry points: the Udacity starter's names, thin calls of the functions above ----------------------
-def _course_config(config_path: str | Path | None) -> dict[str, Any]:
-    """The given config, or config.json beside the scripts (a course call passes nothing)."""
-    from config import DEFAULT_CONFIG, load_config  # imported here so this block only adds to the module
-    return load_config(config_path or DEFAULT_CONFIG)
-
-
+# The course's starter names (Udacity's "A Dynamic Risk Assessment System"): thin calls of the functions above.
 def model_predictions(df: pd.DataFrame | None = None, *, config_path: str | Path | None = None) -> list[int]:
     """0/1 predictions of the deployed model, one per row of df (default: the test data)."""
-    from scoring import read_test_data
-    cfg = _course_config(config_path)
+    cfg = load_config(config_path)
     return predict_deployed(cfg, read_test_data(cfg) if df is None else df)
 
 
 def dataframe_summary(*, config_path: str | Path | None = None) -> list[list[Any]]:
     """[column, mean, median, std] for each numeric column (features and target) of the ingested data."""
-    cfg = _course_config(config_path)
+    cfg = load_config(config_path)
     stats = summary_stats(read_finaldata(cfg), cfg)
     return [[col, s["mean"], s["median"], s["std"]] for col, s in stats.items()]
 
 
 def missing_data(*, config_path: str | Path | None = None) -> list[list[Any]]:
     """[column, fraction of rows missing] for each column of the ingested data."""
-    data = read_finaldata(_course_config(config_path))
+    data = read_finaldata(load_config(config_path))
     n = len(data)
     # From the counts, not the rounded percent: the fraction is exact.
     return [[col, m["count"] / n if n else 0.0] for col, m in missing_table(data).items()]
@@ -235,7 +229,7 @@ def missing_data(*, config_path: str | Path | None = None) -> list[list[Any]]:
 
 def execution_time(*, config_path: str | Path | None = None) -> list[float]:
     """[ingestion seconds, training seconds] of the latest recorded runs; nothing is re-run."""
-    cfg = _course_config(config_path)
+    cfg = load_config(config_path)
     steps = timings(cfg)["steps"]
     out = []
     for step in ("ingestion", "training"):
@@ -249,15 +243,14 @@ def execution_time(*, config_path: str | Path | None = None) -> list[float]:
 
 def outdated_packages_list(*, config_path: str | Path | None = None) -> list[list[str]]:
     """[package, installed, latest] for each package of requirements.txt."""
-    cfg = _course_config(config_path)
+    cfg = load_config(config_path)
     try:
-        saved = json.loads((artifacts.path(cfg, "diagnostics")).read_text(encoding="utf-8"))
+        saved = json.loads(artifacts.path(cfg, "diagnostics").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         saved = {}
     # The versions diagnostics.py last looked up are reused while fresh: no wait on pip's index per call.
     deps = dependencies(cfg, saved.get("dependencies"))
     return [[p["package"], p["installed"], p["latest"]] for p in deps["packages"]]
-# --- end of course entry points ----------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

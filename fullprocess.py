@@ -351,8 +351,9 @@ def refresh_outputs(cfg: dict[str, Any]) -> dict[str, Any]:
 def dry_run_plan(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None) -> dict[str, Any]:
     """What a real run would do now, by the same steps in read-only mode: ingestion's preview, then the drift
     check and retrain rule on the rows a real run would check."""
-    import ingestion
     import pandas as pd
+
+    import ingestion
     ing = ingestion.preview(cfg)
     plan = [f"would ingest {f['name']} ({f['rows_added']:,} new rows)" for f in ing["ingested_files"]]
     plan += [f"would reject {f['reason']}" for f in ing["rejected_files"]]

@@ -16,8 +16,6 @@ from typing import Any
 
 from atomicio import atomic_write, atomic_write_json
 
-MODEL_FILE = "trainedmodel.pkl"
-
 
 class ModelError(Exception):
     """A model that is missing, or whose file does not match its recorded hash."""

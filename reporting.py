@@ -40,7 +40,7 @@ import releases
 import reportdata
 from artifacts import CONFUSION, REPORT, ROC
 from atomicio import atomic_file, atomic_write
-from config import display_path
+from config import display_path, load_config
 from modelstore import ModelError
 from reportdata import number, percent, record_int
 from scoring import metrics, read_test_data
@@ -273,11 +273,10 @@ def summary(r: dict[str, Any]) -> str:
             f"copy {r['dated_copy']}")
 
 
-# --- Course entry points: the Udacity starter's names, thin calls of the functions above ----------------------
+# The course's starter names (Udacity's "A Dynamic Risk Assessment System"): thin calls of the functions above.
 def score_model(*, config_path: str | Path | None = None) -> Path:
     """Write the deployed model's confusion matrix on the test data to <output_model_path>/confusionmatrix.png."""
-    from config import DEFAULT_CONFIG, load_config  # imported here so this block only adds to the module
-    cfg = load_config(config_path or DEFAULT_CONFIG)
+    cfg = load_config(config_path)
     try:
         model, manifest = releases.load_deployed_model(cfg)
     except ModelError as e:
@@ -288,7 +287,6 @@ def score_model(*, config_path: str | Path | None = None) -> Path:
     path = cfg["output_model_path"] / CONFUSION
     atomic_write(path, image)
     return path
-# --- end of course entry points ----------------------------------------------------------------------------
 
 
 if __name__ == "__main__":

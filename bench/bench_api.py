@@ -618,7 +618,7 @@ def bench(seconds: float, warmup: float, clients: int, mode: str, quiet_wait: fl
         mem = [*memory(servers["ours"], "ours"), *memory(servers["straightforward"], "straightforward")]
         info = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(), "versions": versions(), "workers": workers, "extra_rows": extra_rows,
+            "machine": machine(), "versions": versions(LIBRARIES), "workers": workers, "extra_rows": extra_rows,
             "release": answers["scoring"]["ours"]["release"], "clients": clients, "mode": mode,
             "seconds": seconds, "warmup": warmup, "results": results, "runs": runs, "memory": mem,
             "agree": agree, "answer_bytes": sizes,
