@@ -80,7 +80,7 @@ cron-remove:
 clean-artifacts:
 	rm -rf ingesteddata models practicemodels production_deployment reports logs history
 
-# The benchmark suite of SPEC section 11 (bench/run.py: every case, the API one included, at 10k to 10M rows, ours
+# The benchmark suite (bench/run.py: every case, the API one included, at 10k to 10M rows, ours
 # against a straightforward implementation and the libraries' floor; under 30 minutes; not part of `make test`).
 # Results in docs/benchmarks.md. A quick look: $(PY) bench/run.py --sizes 10k,100k --no-doc
 bench: $(STAMP)

@@ -56,8 +56,15 @@ def line_chart(title: str, series: dict[str, list[tuple]], x_label: str = "run",
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 1, x_hi + 1
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    sx = lambda x: LEFT + (x - x_lo) / (x_hi - x_lo) * plot_w  # noqa: E731
-    sy = lambda y: TOP + plot_h - (min(max(y, y_lo), y_hi) - y_lo) / ((y_hi - y_lo) or 1) * plot_h  # noqa: E731
+
+    def sx(x: float) -> float:
+        """A data x as a pixel column."""
+        return LEFT + (x - x_lo) / (x_hi - x_lo) * plot_w
+
+    def sy(y: float) -> float:
+        """A data y as a pixel row, clipped to the plot."""
+        return TOP + plot_h - (min(max(y, y_lo), y_hi) - y_lo) / ((y_hi - y_lo) or 1) * plot_h
+
     for t in nice_ticks(y_lo, y_hi):
         if y_lo <= t <= y_hi:
             parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{sy(t):.1f}" y2="{sy(t):.1f}"/>'

@@ -1,6 +1,6 @@
 """What every script shares at its edges: arguments, logging, and turning outcomes into exit codes.
 
-Exit codes (SPEC section 6): 0 success, 1 a failure the step explains (StepError), 2 bad usage or config.
+Exit codes: 0 success, 1 a failure the step explains (StepError), 2 bad usage or config.
 stdout holds only the summary line (or --json); details go to logs/<step>.log and warnings to stderr.
 """
 from __future__ import annotations
@@ -141,7 +141,7 @@ def rate(rows: int, started: float) -> str:
 
 def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], dict[str, Any]],
         summary: Callable[[dict[str, Any]], str], record: bool = True) -> None:
-    """Load the config, run work(cfg), print its summary (or JSON), record the run and exit with the SPEC's code."""
+    """Load the config, run work(cfg), print its summary (or JSON), record the run and exit with the code of its outcome."""
     try:
         cfg = load_config(args.config)
     except ConfigError as e:

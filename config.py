@@ -38,7 +38,7 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
     "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),
     "model.imputer_strategy": ("median", ("mean", "median", "most_frequent"), "", "how missing features are filled"),
-    "drift.rule": ("raw", ("raw", "parametric", "nonparametric"), "", "model-drift rule (SPEC section 7)"),
+    "drift.rule": ("raw", ("raw", "parametric", "nonparametric"), "", "model-drift rule"),
     "drift.min_new_rows": (50, int, "", "fewer new labelled rows than this: insufficient data, wait"),
     "drift.min_new_positives": (5, int, "", "fewer exits among the new rows than this: insufficient data"),
     "drift.min_margin": (0.05, float, "", "a drop in F1 smaller than this never counts as drift"),

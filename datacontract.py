@@ -1,4 +1,4 @@
-"""The data contract (SPEC section 4): which files are data files, and how one is read and checked.
+"""The data contract: which files are data files, and how one is read and checked.
 
     df = read_data_file(path, cfg)            # typed DataFrame [id, *features, target] or DataError
     df = parse_csv(raw_bytes, cfg, "x.csv")   # the same from bytes already in memory

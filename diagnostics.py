@@ -128,7 +128,7 @@ def dependencies(cfg: dict[str, Any], cached: dict[str, Any] | None = None) -> d
     with ThreadPoolExecutor(max_workers=8) as pool:
         latest = list(pool.map(lambda r: latest_version(r[0], timeout), reqs))
     rows = []
-    for (name, spec), new in zip(reqs, latest):
+    for (name, spec), new in zip(reqs, latest, strict=True):
         try:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,6 +1,6 @@
 """Drift statistics: is the deployed model worse on new data, and do the features look different from training?
 
-Model drift (SPEC section 7 step 4). The F1 of the deployed model on the new labelled rows is compared with a
+Model drift. The F1 of the deployed model on the new labelled rows is compared with a
 threshold set by the rule: `raw` (the deployed score), `parametric` (mean - 2 std of past scores) or
 `nonparametric` (Q1 - 1.5 IQR of past scores). F1 on a few rows is noisy, so a drop counts only when the whole
 bootstrap interval of the new score lies below the threshold AND the drop is at least `min_margin`. The bootstrap

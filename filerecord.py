@@ -54,7 +54,8 @@ def read_record(path: Path, fields: list[str]) -> dict[str, dict[str, Any]]:
         parts = line.split("\t")
         if not parts[0]:
             continue
-        entry = dict(zip(fields, parts + [""] * (len(fields) - len(parts))))
+        # strict=False: a line with more fields than these (a newer format) keeps the ones known here
+        entry = dict(zip(fields, parts + [""] * (len(fields) - len(parts)), strict=False))
         entry["name"] = unescape_name(entry["name"])
         entries[entry["name"]] = entry
     return entries

@@ -57,7 +57,9 @@ def saved_diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
 def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
     """The ingested and the rejected files, as recorded by ingestion."""
     # names as one printable line: a name with control characters or undecodable bytes must not break a page
-    shown = lambda record: {k: {**e, "name": escape_name(e["name"])} for k, e in record.items()}  # noqa: E731
+    def shown(record: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """The record with each name as one printable line."""
+        return {k: {**e, "name": escape_name(e["name"])} for k, e in record.items()}
     return (shown(read_record(artifacts.path(cfg, "ingested"), INGESTED_FIELDS)),
             shown(read_record(artifacts.path(cfg, "rejected"), REJECTED_FIELDS)))
 
@@ -65,7 +67,9 @@ def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[s
 def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Tables from the history store: releases, timings of successful step runs, per-feature drift per check."""
     def read(db: Any) -> dict[str, pd.DataFrame]:
-        q = lambda sql, *args: pd.read_sql_query(sql, db, params=args)  # noqa: E731
+        def q(sql: str, *args: Any) -> pd.DataFrame:
+            """One query as a frame."""
+            return pd.read_sql_query(sql, db, params=args)
         marks = ", ".join("?" * len(history.TIMED_STEPS))
         return {
             "releases": q("SELECT version, action, f1, at FROM releases ORDER BY rowid"),
@@ -85,12 +89,14 @@ def trend_series(t: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
         return []
     rel, timings, feats = t["releases"], t["timings"], t["features"]
     checks = {cid: i + 1 for i, cid in enumerate(feats["check_id"].drop_duplicates())}
-    per_check = lambda col, scale: {  # noqa: E731
-        name: [(checks[c], scale * v) for c, v in zip(g["check_id"], g[col])] for name, g in feats.groupby("feature")}
+    def per_check(col: str, scale: float) -> dict[str, list[tuple[int, float]]]:
+        """One series per feature: (check number, scaled value of col)."""
+        return {name: [(checks[c], scale * v) for c, v in zip(g["check_id"], g[col], strict=True)]
+                for name, g in feats.groupby("feature")}
     return [
         {"title": "F1 on the test data per release", "x_label": "release event", "y_label": "F1", "y_range": (0, 1),
          "series": {"F1": [(i + 1, f, f"release {v} ({a})") for i, (v, a, f)
-                           in enumerate(zip(rel["version"], rel["action"], rel["f1"]))]}},
+                           in enumerate(zip(rel["version"], rel["action"], rel["f1"], strict=True))]}},
         {"title": "Step duration per run", "x_label": "run of the step", "y_label": "seconds", "y_range": None,
          "series": {step: list(enumerate(g["seconds"], start=1)) for step, g in timings.groupby("step", sort=False)}},
         {"title": "Missing values per drift check", "x_label": "drift check", "y_label": "% of new rows",

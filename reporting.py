@@ -66,7 +66,8 @@ def confusion_png(confusion: list[list[int]], release: int, f1: float) -> bytes:
     """Seaborn heatmap of the confusion matrix (scoring.metrics' "confusion") with counts and percentages."""
     cm_ = np.array(confusion)
     pct = cm_ / max(cm_.sum(), 1)
-    labels = np.array([[f"{c:,}\n{p:.1%}" for c, p in zip(row, prow)] for row, prow in zip(cm_, pct)])
+    labels = np.array([[f"{c:,}\n{p:.1%}" for c, p in zip(row, prow, strict=True)]
+                       for row, prow in zip(cm_, pct, strict=True)])
     fig = Figure(figsize=(4.6, 3.8))
     ax = fig.subplots()
     sns.heatmap(cm_, annot=labels, fmt="", cmap="Blues", cbar=False, ax=ax, annot_kws={"size": 12},
@@ -97,7 +98,7 @@ def trend_png(charts: list[dict[str, Any]]) -> bytes | None:
         return None
     fig = Figure(figsize=(9, 6))
     axes = fig.subplots(2, 2)
-    for ax, chart in zip(axes.flat, charts):
+    for ax, chart in zip(axes.flat, charts, strict=True):
         for name, pts in chart["series"].items():
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=name)
         ax.set_title(chart["title"], fontsize=9)
@@ -130,7 +131,8 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
     story: list[Any] = [Paragraph("Client attrition risk: model report", h1),
                         Paragraph(f"Release <b>{manifest['version']}</b> deployed {manifest['created_at']}; model "
                                   f"trained {m.get('trained_at')} on {number(m.get('rows'))} client rows "
-                                  f"({percent(m.get('exited_rate'))} exited). Scored on {number(s.get('rows'))} test rows.",
+                                  f"({percent(m.get('exited_rate'))} exited). "
+                                  f"Scored on {number(s.get('rows'))} test rows.",
                                   p), Spacer(1, 6),
                         Paragraph("Model quality on the test data", h2),
                         _table([["F1", "precision", "recall", "accuracy", "ROC AUC"],
@@ -185,8 +187,8 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
     ingested, rejected = reportdata.file_records(cfg)
     story += [Paragraph(f"Ingested files ({len(ingested)})", h2),
               _table([["file", "rows read", "rows added", "ingested at"]] +
-                     [[e["name"], number(record_int(e["rows_read"])), number(record_int(e["rows_added"])), e["ingested_at"]]
-                      for e in ingested.values()])]
+                     [[e["name"], number(record_int(e["rows_read"])), number(record_int(e["rows_added"])),
+                       e["ingested_at"]] for e in ingested.values()])]
     story += [Paragraph(f"Rejected files ({len(rejected)})", h2)]
     if rejected:
         story.append(_table([["file", "reason"]] + [[e["name"], Paragraph(escape(e["reason"]), STYLES["Code"])]

@@ -116,6 +116,7 @@ def score_model(*, config_path: str | Path | None = None) -> float:
 
 if __name__ == "__main__":
     parser = cli.parser(__doc__)
-    parser.add_argument("--model", type=Path, help="model file to score (default: <output_model_path>/trainedmodel.pkl)")
+    parser.add_argument("--model", type=Path,
+                        help="model file to score (default: <output_model_path>/trainedmodel.pkl)")
     args = parser.parse_args()
     cli.run("scoring", args, lambda cfg: score(cfg, args.model), summary)

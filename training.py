@@ -6,7 +6,8 @@
 Fits a scikit-learn Pipeline (impute missing features, scale, LogisticRegression; parameters from the config's
 "model" section) on <output_folder_path>/finaldata.csv and writes <output_model_path>/trainedmodel.pkl with its
 record trainedmodel.json (hash, when, on what data), and reference_profile.json (per-feature bins and
-quantiles of the training data, which drift checks compare new data with). Refuses clearly when there is no data or only one class.
+quantiles of the training data, which drift checks compare new data with). Refuses clearly when there is no data
+or only one class.
 """
 from __future__ import annotations
 

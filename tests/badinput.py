@@ -1,5 +1,5 @@
 """A bad-input corpus made by code: each kind of odd or bad data file ingestion must survive, with the outcome a
-user expects (SPEC section 4).
+user expects.
 
     python tests/badinput.py OUTDIR          # write every kind into OUTDIR (e.g. a soak test's input folder)
     from badinput import KINDS, write_corpus
@@ -30,16 +30,14 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from config import defaults  # noqa: E402
+from config import defaults
 
 _CFG = defaults()
 ID, FEATURES, TARGET = _CFG["id_column"], list(_CFG["feature_columns"]), _CFG["target_column"]
 COLUMNS = [ID, *FEATURES, TARGET]
 HEADER = ",".join(COLUMNS)
-SHIPPED = ROOT / "sourcedata"  # already ingested by the time the corpus arrives (the baseline of the tests)
+# already ingested by the time the corpus arrives (the baseline of the tests)
+SHIPPED = Path(__file__).resolve().parents[1] / "sourcedata"
 
 Row = tuple[Any, ...]
 
@@ -374,6 +372,7 @@ def grow_file(path: Path, stop: threading.Event, kind: str = "growing", seconds:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
-        sys.exit(f"usage: python {Path(__file__).name} OUTDIR   (writes {len(KINDS)} kinds of odd or bad data file)")
+        sys.exit(f"usage: PYTHONPATH=. python tests/{Path(__file__).name} OUTDIR   "
+                 f"(writes {len(KINDS)} kinds of odd or bad data file)")
     done = write_corpus(Path(sys.argv[1]))
     print(f"wrote {len(done)} kinds of odd or bad data file into {sys.argv[1]}")

@@ -243,8 +243,8 @@ def stale_temps(ws: Path) -> list[str]:
 def check_whole(ws: Path, drops: Drops) -> None:
     """Assert what a kill may have hit is whole: one complete release, parsable artifacts, a sound history store,
     and finaldata.csv holding every row of the recorded files, only rows of dropped good files, each once."""
-    from config import load_config
     import releases
+    from config import load_config
     from modelstore import ModelError, load_model
     cfg = load_config(ws / "config.json")
     prod = cfg["prod_deployment_path"]

@@ -16,8 +16,9 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SOAK = os.environ.get("SOAK", "") not in ("", "0")  # `make soak`: the campaigns' long forms
 
 
@@ -25,7 +26,6 @@ def soak_sizes(**quick_long: tuple[int, int]) -> dict[str, int]:
     """A campaign's sizes: the quick form of each (make test), or the long one under SOAK=1 (make soak)."""
     return {name: long if SOAK else quick for name, (quick, long) in quick_long.items()}
 
-from config import load_config  # noqa: E402
 
 
 def write_config(ws: Path, name: str = "config.json", **overrides: Any) -> Path:

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from test_api import FEATURES, ROWS, deploy_shipped
 
 from conftest import SOAK, gunicorn_server, make_workspace, run_script, soak_sizes, write_config
-from test_api import FEATURES, ROWS, deploy_shipped
 
 SIZES = soak_sizes(  # (quick form, long form)
     requests=(10_000, 100_000), clients=(16, 32), bursts=(8, 40), slow_rounds=(1, 4), slow_completing=(4, 20),

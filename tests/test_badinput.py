@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/badinput.py) against real ingestion runs and both CSV readers (SPEC section 4).
+"""The bad-input corpus (tests/badinput.py) against real ingestion runs and both CSV readers.
 
 Each kind of odd or bad data file meets the outcome a user expects (accepted; accepted with duplicates dropped and
 counted; rejected with a one-line reason naming the file and what was expected; not a data file at all), and no
@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 
 from badinput import HEADER, KINDS, grow_file, one_row, write_bytes, write_corpus
-from conftest import ROOT, make_workspace, tree_hashes
 from config import load_config
+from conftest import ROOT, make_workspace, tree_hashes
 from datacontract import DataError, checked_parse, fast_parse, parse_csv
 from filerecord import INGESTED_FIELDS, REJECTED_FIELDS, escape_name, read_record
 

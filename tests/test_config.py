@@ -1,4 +1,4 @@
-"""config.json as a user meets it: defaults, paths relative to the config file, and clear refusals (SPEC section 3)."""
+"""config.json as a user meets it: defaults, paths relative to the config file, and clear refusals."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_script, write_config
 from config import ConfigError, load_config
+from conftest import ROOT, run_script, write_config
 
 SCRIPTS = ["ingestion.py", "training.py", "scoring.py"]
 

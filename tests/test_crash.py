@@ -1,4 +1,4 @@
-"""kill -9 at any moment, a full disk, a read-only folder (SPEC section 10).
+"""kill -9 at any moment, a full disk, a read-only folder.
 
 The campaign: two workspaces, each a seeded series of cycles: a data drop (new clients, drifting ones, duplicates of
 earlier rows, a large file, a bad file, a touched file, or nothing), then fullprocess killed with SIGKILL one to
@@ -26,8 +26,19 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 
-from campaign import (SIZES, Drops, check_done, check_whole, clone, command, drop, prepared_workspace, query,
-                      register_shipped, sha)
+from campaign import (
+    SIZES,
+    Drops,
+    check_done,
+    check_whole,
+    clone,
+    command,
+    drop,
+    prepared_workspace,
+    query,
+    register_shipped,
+    sha,
+)
 
 SEED = 20261127
 CHAINS = 2  # two workspaces side by side: one per core

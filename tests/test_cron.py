@@ -104,7 +104,7 @@ def test_cron_runs_fullprocess(workspace: Path):
     finally:
         current = read_crontab()
         if current is not None:
-            rest = "".join(l + "\n" for l in current.splitlines() if marker not in l)
+            rest = "".join(line + "\n" for line in current.splitlines() if marker not in line)
             write_crontab(rest if rest or original is not None else None)
         for pid in started or ():
             try:

@@ -71,7 +71,8 @@ def browser() -> Iterator[Any]:
 def history_counts(ws: Path) -> dict[str, int]:
     """What the history store holds: release events, fullprocess runs that did work, drift checks of new rows."""
     with sqlite3.connect(f"file:{load_config(ws / 'config.json')['history_path']}?mode=ro", uri=True) as db:
-        one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+        def one(sql: str) -> Any:
+            return db.execute(sql).fetchone()[0]
         return {"releases": one("SELECT count(*) FROM releases"),
                 "runs": one("SELECT count(*) FROM runs WHERE step = 'fullprocess' AND outcome = 'ok'"),
                 "checks": one("SELECT count(*) FROM drift_checks WHERE new_rows > 0")}
@@ -89,7 +90,8 @@ def test_dashboard_in_headless_chromium(server: str, history_ws: Path, browser: 
     from PIL import Image
     from selenium.webdriver.common.by import By
     browser.get(server + "dashboard")
-    text = lambda css: browser.find_element(By.CSS_SELECTOR, css).text  # noqa: E731
+    def text(css: str) -> str:
+        return browser.find_element(By.CSS_SELECTOR, css).text
     scoring = requests.get(server + "scoring", timeout=10).json()
     # The key figures, as a manager sees them, agree with the API.
     assert browser.find_element(By.ID, "f1").is_displayed()

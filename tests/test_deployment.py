@@ -1,4 +1,4 @@
-"""Versioned deployment (SPEC section 6, deployment.py): releases, --list, --rollback, pruning, and the model hash
+"""Versioned deployment (deployment.py): releases, --list, --rollback, pruning, and the model hash
 check that keeps a tampered pickle from ever being loaded."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import releases
-from conftest import make_workspace, run_script, write_config
 from config import load_config
+from conftest import make_workspace, run_script, write_config
 from modelstore import ModelError
 
 

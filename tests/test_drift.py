@@ -1,4 +1,4 @@
-"""Drift statistics (SPEC section 7 step 4): each rule's decision on crafted scores, and how often the checks
+"""Drift statistics: each rule's decision on crafted scores, and how often the checks
 fire by chance alone versus on a real shift. Everything here calls drift.py directly on real numbers."""
 from __future__ import annotations
 

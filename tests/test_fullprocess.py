@@ -1,4 +1,4 @@
-"""The automated process (SPEC section 7): bootstrap, the shipped drift story, the cheap no-new-data tick, keeping
+"""The automated process: bootstrap, the shipped drift story, the cheap no-new-data tick, keeping
 or replacing the release, the promotion gate, --dry-run and overlapping runs. Every run is a real subprocess of
 fullprocess.py in a workspace of its own; the history is read back from its SQLite file."""
 from __future__ import annotations
@@ -225,7 +225,7 @@ def drop_new_file(ws: Path) -> str:
 
 
 def change_in_place(ws: Path) -> str:
-    """Same size, same name, other content: new data (SPEC section 4)."""
+    """Same size, same name, other content: new data."""
     src = ws / "sourcedata" / "dataset3.csv"
     text = src.read_text()
     i = text.index("\n") + 1

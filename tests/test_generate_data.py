@@ -14,7 +14,7 @@ def test_shipped_data_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
     second = write_shipped(tmp_path / "b")
     assert [p.relative_to(tmp_path / "a") for p in first] == [p.relative_to(tmp_path / "b") for p in second]
     assert len(first) == len(SHIPPED)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         rel = a.relative_to(tmp_path / "a")
         assert a.read_bytes() == b.read_bytes(), rel
         assert a.read_bytes() == (ROOT / rel).read_bytes(), f"committed {rel} differs from what the generator writes"

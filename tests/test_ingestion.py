@@ -1,4 +1,4 @@
-"""ingestion.py by hand (SPEC section 4): distinct rows only, bad files refused one by one, nothing lost or touched.
+"""ingestion.py by hand: distinct rows only, bad files refused one by one, nothing lost or touched.
 Each kind of odd or bad file has its own test in tests/test_badinput.py (the corpus is tests/badinput.py)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from badinput import KINDS, write_bytes, write_corpus
-from conftest import make_workspace, run_json, run_script, tree_hashes, write_config
 from config import load_config
+from conftest import make_workspace, run_json, run_script, tree_hashes, write_config
 from datacontract import parse_csv
 
 HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
@@ -88,7 +88,7 @@ def test_shipped_data_becomes_exactly_the_distinct_rows(workspace: Path) -> None
 
     lines = record_lines(workspace, "ingestedfiles.txt")
     assert [Path(f[0]).name for f in lines] == [f.name for f in sources]
-    for fields, source in zip(lines, sources):
+    for fields, source in zip(lines, sources, strict=True):
         assert sha256(source) in fields[1:]
 
 
@@ -303,6 +303,7 @@ def on_a_terminal(script: str, ws: Path) -> tuple[int, str, str]:
     import pty
     import subprocess
     import sys
+
     from conftest import ROOT
     master, slave = pty.openpty()
     p = subprocess.Popen([sys.executable, str(ROOT / script), "--config", str(ws / "config.json")], cwd=ws,

@@ -1,4 +1,4 @@
-"""An unattended month (SPEC sections 7 and 10): fullprocess run as cron runs it (stdout and stderr appended to
+"""An unattended month: fullprocess run as cron runs it (stdout and stderr appended to
 logs/cron.log, from /) for every 10-minute tick of SIZES["days"] simulated days, back to back, with data drops on a
 seeded schedule: new clients, drifting ones (practice-period clients, clients with reversed outcomes),
 duplicates, odd and bad files, touched files. At the end: every tick exited 0 and is in the history; every good row
@@ -15,8 +15,19 @@ from collections import Counter
 
 import numpy as np
 
-from campaign import (SIZES, TICKS_PER_DAY, Drops, check_done, cron_tick, drop, free_port, query, read_rows,
-                      record, register_shipped)
+from campaign import (
+    SIZES,
+    TICKS_PER_DAY,
+    Drops,
+    check_done,
+    cron_tick,
+    drop,
+    free_port,
+    query,
+    read_rows,
+    record,
+    register_shipped,
+)
 from conftest import make_workspace, write_config
 
 SEED = 20261127
@@ -118,7 +129,8 @@ def test_an_unattended_month(tmp_path):
             assert p.stat().st_size <= limit + (4096 if step == "cron" else 0), (p.name, p.stat().st_size)
     assert {p.name.split(".log")[0] for p in logs} <= set(STEP_LOGS), logs
 
-    size = lambda paths: sum(p.stat().st_size for p in paths)  # noqa: E731
+    def size(paths: list) -> int:
+        return sum(p.stat().st_size for p in paths)
     verdicts = Counter(f"{plan.get(tick_of[r], 'bootstrap' if tick_of[r] == 0 else 'none')}: {v} / data {d}"
                        for r, v, d in query(ws, "SELECT run_id, verdict, data_verdict FROM drift_checks"))
     figures = {

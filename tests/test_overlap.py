@@ -1,4 +1,4 @@
-"""Overlapping cron ticks (SPEC sections 7.1 and 10): ten fullprocess runs started at once, round after round, with a
+"""Overlapping cron ticks: ten fullprocess runs started at once, round after round, with a
 data drop before every other round. Exactly one run does the work; the others exit 0 without waiting (their wall
 times are printed); nothing is ingested twice; every run, winner or loser, is in the history store.
 The quick form (make test) runs SIZES["overlap_rounds"] rounds; SOAK=1 (make soak) the long form."""
@@ -62,8 +62,8 @@ def test_ten_ticks_at_once_one_works_the_others_leave(tmp_path):
         assert sorted(outcomes) == sorted({"worked": "ok", "busy": "busy", "nothing to do": "no-new-data"}[r]
                                           for r in roles)
         check_done(ws, drops)                          # every row once, every file recorded once
-        losers = sorted(round(s, 2) for (_, s, _, _), r in zip(results, roles) if r != "worked")
-        winner = [round(s, 2) for (_, s, _, _), r in zip(results, roles) if r == "worked"]
+        losers = sorted(round(s, 2) for (_, s, _, _), r in zip(results, roles, strict=True) if r != "worked")
+        winner = [round(s, 2) for (_, s, _, _), r in zip(results, roles, strict=True) if r == "worked"]
         report.append(f"round {n + 1}: {'drop, ' if work else ''}{roles.count('busy')} busy, "
                       f"{roles.count('nothing to do')} found nothing to do, worker {winner or '-'} s; losers' wall "
                       f"times {losers} s (median {statistics.median(losers):.2f})")
