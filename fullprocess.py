@@ -4,28 +4,15 @@
     python fullprocess.py --dry-run    # say what it would do; change nothing
     python fullprocess.py --force      # retrain and deploy whatever the drift check says
 
-1. Takes a lock; if another run holds it, says so and exits 0 (overlapping cron ticks are normal).
-2. Looks for new data: files whose size or mtime changed are hashed and compared with the ingestion record.
-   Removes what killed runs left half-written. None, and a release is deployed: records the tick and exits without
-   importing pandas or scikit-learn (a file touched but unchanged is handed to ingestion, the one writer of its
-   record, so that later ticks do not hash it again). Rows ingested by a run killed before its drift check are not
-   "new" files, but are checked by the next run.
-3. Ingests. Nothing deployed yet: trains, scores and deploys from whatever data exists (bootstrap).
-4. Checks the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's
-   rule, a bootstrap interval and a minimum margin; "insufficient-data" keeps the rows for the next check), and
-   data drift per feature against the release's reference profile.
-5. On model drift (or data drift, if the config says so, or --force) trains a challenger, scores it, and deploys
-   it only if it is not worse than the deployed model on the same test data (deployment.promotion_tolerance).
-   Data drift on too few rows for a model check retrains nothing: those rows wait for the next check.
-6. Records the run, every step's timing, the drift check and each decision with its reason in the history store.
-7. If anything changed, refreshes diagnostics, the report and the API answers (after recording, so the report's
-   trends include this run; a run killed before it, or an output that failed, leaves a marker the next tick acts
-   on). Failures: logged only.
---dry-run takes the same path without writing: ingestion reads what it would add, and the same drift check and
-retrain rule run on the rows a real run would check.
-A failure (a step, a full disk, a read-only folder, a history store that cannot record the run, anything
-unforeseen) ends the run with one line on stderr and exit code 1, recorded in the history when it can be; what was
-stored stays, and the next run does the work again.
+Under a lock (a tick that finds it held exits 0): looks for new files (size and mtime against the ingestion record,
+hashing only files that look changed); none, and a release is deployed: records the tick and exits without
+importing pandas, pyarrow or scikit-learn. Else ingests (nothing deployed yet: bootstraps a first release), checks
+the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's rule, a
+bootstrap interval, a minimum margin; "insufficient-data" keeps the rows for the next check) and data drift per
+feature, retrains on drift and deploys the challenger only if it is not worse on the test data, records everything
+in the history store, then refreshes diagnostics, the report and the API answers (a marker survives a kill).
+--dry-run takes the same path read-only: ingestion's preview, then the same drift check and retrain rule.
+Any failure ends the tick with one line on stderr and exit code 1, recorded in the history when it can be.
 """
 from __future__ import annotations
 
