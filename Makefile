@@ -84,6 +84,7 @@ clean-artifacts:
 # against a straightforward implementation and the libraries' floor; under 30 minutes; not part of `make test`).
 # Results in docs/benchmarks.md. A quick look: $(PY) bench/run.py --sizes 10k,100k --no-doc
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) bench/run.py
 
 # The long reliability campaigns (about 40 minutes on 2 cores; `make test` runs their quick form): 200 kill -9s,

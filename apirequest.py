@@ -57,15 +57,21 @@ class DataFiles:
             raise ClientError(400, f"name a data file with one of {', '.join(PATH_KEYS)}")
         path = resolve_data_path(cfg, value)
         st = path.stat()
-        if st.st_size > cfg["api"]["max_body_bytes"] * 16:
-            raise ClientError(413, f"'{shown(value)}' is too large to score in one request")
+        limit = cfg["api"]["max_body_bytes"]
+        if st.st_size > limit:  # refused before reading: a named file is held to the same limit as a sent body
+            raise ClientError(413, too_large(value, st.st_size, limit))
         key = (path, st.st_size, st.st_mtime_ns)  # a rewritten file has a new size or mtime, so it is parsed again
         with self._lock:
             if key in self._files:
                 self._files.move_to_end(key)
                 return self._files[key]["frame"], self._files[key]
-        # parsed outside the lock: one slow file must not hold up requests for the others
-        df = checked(lambda: parse_csv(path.read_bytes(), cfg, value, require_target=False))
+        # read and parsed outside the lock: one slow file must not hold up requests for the others
+        data = read_limited(path, value, limit)
+        rows = data_lines(data)
+        if rows > cfg["api"]["max_rows"]:  # counted, not parsed: a file over the limit costs no parsing
+            raise ClientError(413, f"'{shown(value)}' has {rows:,} data rows, more than the "
+                                   f"{cfg['api']['max_rows']:,}-row limit (api.max_rows)")
+        df = checked(lambda: parse_csv(data, cfg, value, require_target=False))
         if len(df) > cfg["api"]["max_rows"]:  # refused by the caller; keeping it would only cost memory
             return df, None
         entry: dict[str, Any] = {"frame": df, "answers": {}}
@@ -74,6 +80,30 @@ class DataFiles:
             while len(self._files) > self._size:
                 self._files.popitem(last=False)
         return df, entry
+
+
+def too_large(value: str, size: int, limit: int) -> str:
+    """The 413 message for a named file over api.max_body_bytes."""
+    return f"'{shown(value)}' is {size:,} bytes, more than the {limit:,}-byte limit (api.max_body_bytes)"
+
+
+def read_limited(path: Path, value: str, limit: int) -> bytes:
+    """A named file's bytes, at most limit of them: a file that grew since it was measured is refused, not read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ClientError(404, f"'{shown(value)}' is not a readable file ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise ClientError(413, too_large(value, len(data), limit))
+    return data
+
+
+def data_lines(data: bytes) -> int:
+    """Lines after the header, counted without parsing: the data rows of a file as the data contract describes it
+    (a blank line or a quoted line end would count one more, never one less)."""
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    return max(0, lines - 1)
 
 
 def request_frame(cfg: dict[str, Any], files: DataFiles) -> tuple[pd.DataFrame, dict[str, Any] | None]:
@@ -117,7 +147,7 @@ def request_body(cfg: dict[str, Any]) -> bytes:
     if over:
         raise RequestEntityTooLarge()
     if request.content_length is not None and len(body) < request.content_length:
-        # the server stops reading a body that is not in after api.timeout seconds (gunicorn.conf.py)
+        # the server stops reading a body that is not in after api.timeout seconds (slowclient_worker.py)
         raise ClientError(408, f"request body ended after {len(body):,} of the {request.content_length:,} bytes "
                                f"its Content-Length announced: the client stopped sending or was too slow")
     return body

@@ -17,7 +17,7 @@ Endpoints (openapi.json describes them; GET /openapi.json serves it):
 
 apirequest.py turns a request into rows and says what a client must fix: 4xx with {"error": ...}. A file path is
 resolved only inside the configured data folders; a body must be uncompressed UTF-8 JSON or CSV (415 otherwise), at
-most api.max_body_bytes (413), and arrive within api.timeout seconds (408; gunicorn.conf.py's worker cuts off
+most api.max_body_bytes (413), and arrive within api.timeout seconds (408; slowclient_worker.py's worker cuts off
 clients that send too slowly or stop halfway).
 The deployed model is loaded once per worker and loaded again when `current` points at another release (one
 readlink per request); a request uses one release's model and manifest throughout. Set the environment variable
@@ -56,10 +56,11 @@ import diagnostics
 import history
 import releases
 import reportdata
+import store
 from apirequest import ClientError, DataFiles, request_frame
 from charts import line_chart
 from config import DEFAULT_CONFIG, load_config
-from datacontract import read_finaldata
+from filerecord import read_manifest
 from modelstore import ModelError
 
 log = logging.getLogger("api")
@@ -288,15 +289,15 @@ def deployed(risk: Risk) -> tuple[Any, dict[str, Any]]:
 
 
 def cached_stats(risk: Risk) -> tuple[dict[str, Any], int]:
-    """Summary statistics and missing data of finaldata.csv, recomputed only when the file changes."""
-    path = artifacts.path(risk.cfg, "finaldata")
+    """Summary statistics and missing data of the ingested data, recomputed only when the store changes."""
+    path = artifacts.path(risk.cfg, "store_manifest")
     cached = risk.stats
     if cached is None or cached[0] != _stat_key(path):
         with risk.stats_lock:  # one thread parses a new version of the data; the others wait for its figures
             key = _stat_key(path)  # taken before reading: a file rewritten meanwhile is parsed again next time
             cached = risk.stats
             if cached is None or cached[0] != key:
-                df = read_finaldata(risk.cfg)
+                df = store.read_dataset(risk.cfg, read_manifest(risk.cfg))
                 stats = {"summary_stats": diagnostics.summary_stats(df, risk.cfg),
                          "missing_data": diagnostics.missing_table(df)}
                 cached = risk.stats = (key, stats, len(df))
@@ -339,7 +340,7 @@ def dashboard_facts(risk: Risk) -> dict[str, Any]:
 def _cached_top_clients(risk: Risk, model: Any, manifest: dict[str, Any],
                         check: dict[str, Any] | None) -> pd.DataFrame:
     """The clients to call first, recomputed only when the release, the data or the latest check changes."""
-    key = (manifest["folder"], _stat_key(artifacts.path(risk.cfg, "finaldata")), check and check["id"])
+    key = (manifest["folder"], _stat_key(artifacts.path(risk.cfg, "store_manifest")), check and check["id"])
     cached = risk.top
     if cached and cached[0] == key:
         return cached[1]

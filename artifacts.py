@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# output_folder_path: what ingestion keeps (the store's exports and records)
+# output_folder_path: the ingested store (batches and manifest) and its exports, which are rebuilt from it
+STORE = "store"
+STORE_MANIFEST = "store/manifest.json"
 FINALDATA = "finaldata.csv"
 INGESTED = "ingestedfiles.txt"
-REJECTED = "rejectedfiles.txt"
-ROW_HASHES = "rowhashes.npz"
 OUTPUTS_PENDING = ".outputs-pending"  # a run changed something the outputs do not show yet
 TICK_LOCK = ".fullprocess.lock"
 INGESTION_LOCK = ".ingestion.lock"
@@ -45,8 +45,8 @@ REPORT = "report.pdf"
 
 # name -> the config key of its folder
 FOLDER_OF = {
-    "finaldata": "output_folder_path", "ingested": "output_folder_path", "rejected": "output_folder_path",
-    "row_hashes": "output_folder_path", "outputs_pending": "output_folder_path",
+    "store": "output_folder_path", "store_manifest": "output_folder_path", "finaldata": "output_folder_path",
+    "ingested": "output_folder_path", "outputs_pending": "output_folder_path",
     "tick_lock": "output_folder_path", "ingestion_lock": "output_folder_path",
     "model": "output_model_path", "model_record": "output_model_path", "score": "output_model_path",
     "scores": "output_model_path", "profile": "output_model_path", "confusion": "output_model_path",

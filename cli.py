@@ -141,7 +141,7 @@ def rate(rows: int, started: float) -> str:
 
 def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], dict[str, Any]],
         summary: Callable[[dict[str, Any]], str], record: bool = True) -> None:
-    """Load the config, run work(cfg), print its summary (or JSON), record the run and exit with the code of its outcome."""
+    """Load the config, run work(cfg), print its summary (or JSON), record the run and exit with its outcome's code."""
     try:
         cfg = load_config(args.config)
     except ConfigError as e:

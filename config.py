@@ -10,6 +10,7 @@ A broken config raises ConfigError with one line naming the key and what was exp
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.json"
 # kind: "in" = folder that must exist, "out" = folder created on demand, "file" = file path, "" = plain value.
 SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "input_folder_path": ("sourcedata", str, "in", "folder scanned for new data files"),
-    "output_folder_path": ("ingesteddata", str, "out", "where finaldata.csv and ingestedfiles.txt are kept"),
+    "output_folder_path": ("ingesteddata", str, "out",
+                           "the ingested store and its exports (finaldata.csv, ingestedfiles.txt)"),
     "test_data_path": ("testdata", str, "in", "labelled data every model is scored on"),
     "output_model_path": ("models", str, "out", "where training and scoring write the model and its score"),
     "prod_deployment_path": ("production_deployment", str, "out", "the deployed releases"),
@@ -34,6 +36,14 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "feature_max": (1e15, float, "", "largest plausible feature value; a file with a larger one is refused (values "
                                      "near float64's limit overflow the model's scaler)"),
     "target_column": ("exited", str, "", "target column, 0 or 1"),
+    "ingestion.settle_seconds": (5.0, float, "", "a data file is taken once unchanged this long and ending with a "
+                                                 "line end (a file still being copied in is never read half-way)"),
+    "ingestion.unterminated_seconds": (300.0, float, "", "a data file whose last line has no line end is taken "
+                                                         "once unchanged this long"),
+    "ingestion.on_change": ("replace", ("replace", "append"), "",
+                            "a known file whose content changed: its new version replaces the old one's rows, or adds "
+                            "to them"),
+    "ingestion.chunk_bytes": (64 * 2**20, int, "", "a data file is read this many bytes at a time (bounded memory)"),
     "model.C": (1.0, float, "", "inverse regularisation strength of LogisticRegression"),
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
     "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),
@@ -61,7 +71,8 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.timeout": (30, int, "", "seconds a request may take to arrive (else 408) and a worker to answer it"),
     "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
     "api.max_body_bytes": (16_000_000, int, "", "largest request body accepted"),
-    "api.token_env": ("RISK_API_TOKEN", str, "", "environment variable holding the bearer token (unset = no token)"),
+    "api.token_env": ("RISK_API_TOKEN", str, "", "environment variable holding the bearer token (unset = no token; "
+                                                 "set but empty is refused)"),
     "api.request_timeout": (10.0, float, "", "seconds apicalls.py waits for each answer"),
     "diagnostics.pip_timeout": (5.0, float, "", "seconds to wait for pip's index when looking up latest versions"),
     "diagnostics.cache_hours": (24.0, float, "", "how long looked-up latest versions are reused"),
@@ -155,6 +166,8 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
             _set(cfg, key, _check(key, value))
         _check_columns(cfg)
         _resolve_paths(cfg, path.parent)
+        _check_folders(cfg)
+        _check_token(cfg)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     cfg["config_path"] = path
@@ -191,6 +204,55 @@ def _resolve_paths(cfg: dict[str, Any], base: Path) -> None:
         if kind == "out" and p.exists() and not p.is_dir():
             raise ConfigError(f"key '{key}': {p} exists and is not a folder")
         cfg[key] = p
+
+
+# Data folders that must not overlap each other (equal, or one inside the other), and why.
+DATA_OVERLAPS = {
+    ("input_folder_path", "output_folder_path"): "ingestion would read its own output",
+    ("input_folder_path", "test_data_path"): "test rows would be trained on",
+    ("test_data_path", "output_folder_path"): "models would be scored on their own training data",
+}
+# Folders a step writes must not be or lie inside a folder read as data.
+WRITTEN_FOLDERS = ("output_model_path", "prod_deployment_path", "report_folder_path", "log_folder_path")
+READ_AS_DATA = {
+    "input_folder_path": "ingestion would read what is written there as new data",
+    "test_data_path": "scoring would read what is written there as test data",
+    "output_folder_path": "what is written there would mix with the ingested data and its record",
+}
+
+
+def _check_folders(cfg: dict[str, Any]) -> None:
+    """Refuse folders that overlap so that a step would read data it must not: each one silently defeats a check
+    (finaldata.csv ingested again, test rows trained on, artifacts read as data)."""
+    for (a, b), why in DATA_OVERLAPS.items():
+        _refuse_overlap(cfg, a, b, why, both_ways=True)
+    for written in WRITTEN_FOLDERS:
+        for data, why in READ_AS_DATA.items():
+            _refuse_overlap(cfg, written, data, why, both_ways=False)
+    # deployment's well-known links (trainedmodel.pkl, latestscore.txt) would replace what training and scoring wrote
+    _refuse_overlap(cfg, "prod_deployment_path", "output_model_path",
+                    "deployment's links would replace the trained model and its score", both_ways=False, nested=False)
+
+
+def _refuse_overlap(cfg: dict[str, Any], a: str, b: str, why: str, both_ways: bool, nested: bool = True) -> None:
+    """ConfigError naming both keys and paths when folder a is folder b, or lies inside it (or b inside a)."""
+    if cfg[a] == cfg[b]:
+        raise ConfigError(f"keys '{a}' and '{b}' are the same folder ({cfg[a]}): {why}; expected separate folders")
+    if not nested:
+        return
+    for inner, outer in ((a, b), (b, a)) if both_ways else ((a, b),):
+        if cfg[inner].is_relative_to(cfg[outer]):
+            raise ConfigError(f"key '{inner}' ({cfg[inner]}) lies inside key '{outer}' ({cfg[outer]}): {why}; "
+                              f"expected separate folders")
+
+
+def _check_token(cfg: dict[str, Any]) -> None:
+    """A token variable that is set but blank would turn authentication off without a word: refuse it."""
+    name = cfg["api"]["token_env"]
+    value = os.environ.get(name)
+    if value is not None and not value.strip():
+        raise ConfigError(f"environment variable {name} is set but empty: authentication would be off; "
+                          f"unset it or give it a token")
 
 
 def display_path(cfg: dict[str, Any], p: Path) -> str:

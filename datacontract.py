@@ -28,9 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from artifacts import FINALDATA
-from config import display_path
-
 # Cells that mean "no value" in a feature column (the model's imputer fills them).
 MISSING_TOKENS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None"]
 SNIFF_BYTES = 8192
@@ -81,11 +78,13 @@ def checked_parse(data: bytes, cfg: dict[str, Any], source: str, require_target:
     header = _header(text, source)
     _check_header(header, cfg, source, require_target)
     wanted = [c for c in columns(cfg) if c in header]
-    # All columns are read (no usecols) with index_col=False: a row with more fields than the header is then an
-    # error, not silently cut short or shifted (a "2,000" written with a thousands separator would move values).
-    # A very wide header is the exception: pandas would spend seconds building every column as text, so the rows
-    # are measured first and only our columns read.
-    usecols = _narrowed(text, header, wanted, source) if len(header) > WIDE_HEADER else None
+    # Every row must have as many fields as the header: pandas would pad a short row with empty cells ("sr2,1"
+    # stored as "sr2,,,,1") and shift values on a long one (a "2,000" written with a thousands separator). Once
+    # the rows are measured, a very wide header reads only our columns (pandas would spend seconds building every
+    # column as text).
+    measured = _check_widths(text, header, source)
+    usecols = [i for i, name in enumerate(header) if name in wanted] if measured and len(header) > WIDE_HEADER \
+        else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -108,19 +107,21 @@ def checked_parse(data: bytes, cfg: dict[str, Any], source: str, require_target:
         raise
 
 
-def _narrowed(text: str, header: list[str], wanted: list[str], source: str) -> list[int] | None:
-    """Positions of our columns in a wide header, once no data row is found longer than the header (None: the
-    rows could not be measured here, so read them all)."""
+def _check_widths(text: str, header: list[str], source: str) -> bool:
+    """DataError naming the first data row whose field count is not the header's; False when the rows could not be
+    measured here (a field beyond the csv module's size limit: pandas, which has none, then decides)."""
     rows = (r for r in csv.reader(_text_lines(text), skipinitialspace=True) if r and (len(r) > 1 or r[0].strip()))
     try:
         next(rows, None)  # the header
         for i, r in enumerate(rows, 1):
-            if len(r) > len(header):
-                raise DataError(f"{source}: not a well-formed CSV file (row {i} has {len(r)} fields, the header "
-                                f"{len(header)}); {WELL_FORMED}", i)
-    except csv.Error:  # a field beyond the csv module's size limit: pandas has none
-        return None
-    return [i for i, name in enumerate(header) if name in wanted]
+            if len(r) != len(header):
+                cut = next(rows, None) is None and not text.endswith(("\n", "\r"))  # a writer caught mid-row
+                hint = " (the last line has no line end: is the file still being written?)" if cut else ""
+                raise DataError(f"{source}: row {i} has {len(r)} field{'s' if len(r) != 1 else ''}, the header "
+                                f"{len(header)}; {WELL_FORMED}{hint}", i)
+    except csv.Error:
+        return False
+    return True
 
 
 def fast_parse(data: bytes, cfg: dict[str, Any], require_target: bool = True,
@@ -365,24 +366,48 @@ def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
 
 
-def read_finaldata(cfg: dict[str, Any], keep: list[str] | None = None) -> pd.DataFrame:
-    """The ingested dataset as a typed frame (empty, with the stored columns, when nothing is ingested yet); only
-    the columns in keep, if given."""
-    path = cfg["output_folder_path"] / FINALDATA
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns(cfg) if keep is None or c in keep})
-    return parse_csv(path.read_bytes(), cfg, display_path(cfg, path), keep=keep)
-
-
-def read_finaldata_since(cfg: dict[str, Any], start: int, keep: list[str] | None = None) -> pd.DataFrame:
-    """The rows appended to finaldata.csv after byte offset start (a line boundary recorded earlier)."""
-    path = cfg["output_folder_path"] / FINALDATA
-    if start <= 0:
-        return read_finaldata(cfg, keep)
+def read_chunks(path: Path, cfg: dict[str, Any], source: str) -> Iterator[pd.DataFrame]:
+    """A data file as typed frames of at most ingestion.chunk_bytes of it each, so any size is read in bounded
+    memory: one frame for a file that fits (the common case), else pieces cut at row ends, each checked under the
+    contract with the header; DataError names the row within the whole file."""
+    size = cfg["ingestion"]["chunk_bytes"]
     with open(path, "rb") as f:
-        header = f.readline()
-        f.seek(max(start, len(header)))
-        tail = f.read()
-    if not tail.strip():
-        return read_finaldata(cfg, keep).iloc[0:0]
-    return parse_csv(header + tail, cfg, display_path(cfg, path), keep=keep)
+        first = f.read(size)
+        if len(first) < size:
+            yield parse_csv(first, cfg, source)
+            return
+        end = first.find(b"\n") + 1
+        if end == 0:
+            raise DataError(f"{source}: no line end in the first {size:,} bytes, expected a CSV header line")
+        header, rest, row = first[:end], first[end:], 1
+        while True:
+            more = f.read(size)
+            data = rest + more
+            cut = _row_end(data) if more else len(data)
+            if cut == 0:
+                raise DataError(f"{source}: a row longer than {size:,} bytes after row {row - 1}, expected rows of "
+                                f"a CSV file (config ingestion.chunk_bytes)")
+            piece, rest = data[:cut], data[cut:]
+            if piece.strip():
+                try:
+                    df = parse_csv(header + piece, cfg, source)
+                except DataError as e:
+                    if e.row is None:
+                        raise
+                    whole = e.row + row - 1
+                    raise DataError(str(e).replace(f"row {e.row}", f"row {whole}", 1), whole) from None
+                row += len(df)
+                yield df
+            if not more:
+                return
+
+
+def _row_end(data: bytes) -> int:
+    """Where the last complete row of a piece of CSV ends (after a line end outside quotes); 0 if none does."""
+    end = data.rfind(b"\n") + 1
+    quotes = data.count(b'"', 0, end)
+    while end and quotes % 2:  # inside a quoted field: that line end belongs to a value
+        before = data.rfind(b"\n", 0, end - 1) + 1
+        quotes -= data.count(b'"', before, end)
+        end = before
+    return end

@@ -17,13 +17,14 @@ manifest first (releases.load_deployed_model) and refuses a file that does not m
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pickle
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cli
 import history
@@ -49,6 +50,7 @@ from releases import current_release, list_releases
 log = logging.getLogger("deployment")
 
 PARTIAL = ".partial-"
+LOCK_WAIT_SECONDS = 600.0  # a training of ten million rows takes a minute; cron ticks every ten
 
 
 def _check_candidate(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -71,20 +73,39 @@ def _check_candidate(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     if scores.get("model_sha256") != actual:
         raise cli.StepError(f"{display_path(cfg, src / SCORE)} is the score of another model; "
                             f"run scoring.py first")
-    if profile.get("data_sha256") != record.get("data_sha256"):
+    if profile.get("data_commit") != record.get("data_commit"):
         raise cli.StepError(f"{PROFILE} was made from other data than the model; run training.py again")
     return record, scores
 
 
-def deploy(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Publish models/ and the ingestion record as the next release and make it current."""
+class Superseded(cli.StepError):
+    """The release a challenger was compared with is no longer current (a rollback came first): not deployed."""
+
+
+@contextlib.contextmanager
+def release_lock(cfg: dict[str, Any], step: str) -> Iterator[None]:
+    """The one lock of training, scoring, deployment and rollback: a release never holds the files of two
+    trainings, and a rollback never lands inside a deployment."""
     prod = cfg["prod_deployment_path"]
     prod.mkdir(parents=True, exist_ok=True)
     try:
-        with file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=60):
-            return _deploy_locked(cfg)
+        with file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
+            yield
     except LockBusy:
-        raise cli.StepError("another deployment is running; try again later") from None
+        raise cli.StepError(f"{step}: another training, scoring, deployment or rollback has held "
+                            f"{display_path(cfg, prod / DEPLOYMENT_LOCK)} for {LOCK_WAIT_SECONDS:.0f} s; "
+                            f"try again later") from None
+
+
+def deploy(cfg: dict[str, Any], expected: int | None = None) -> dict[str, Any]:
+    """Publish models/ and the ingestion record as the next release and make it current; given the version the
+    candidate was compared with, only while that release is still current (else Superseded)."""
+    with release_lock(cfg, "deployment"):
+        current = current_release(cfg)
+        if expected is not None and (current or {}).get("version") != expected:
+            raise Superseded(f"release {current and current['version']} became current while the challenger was "
+                             f"being compared with release {expected} (a rollback?); it stays")
+        return _deploy_locked(cfg)
 
 
 def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -131,9 +152,7 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
     """Make the newest release older than the current one current again."""
-    prod = cfg["prod_deployment_path"]
-    prod.mkdir(parents=True, exist_ok=True)
-    with file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=60):
+    with release_lock(cfg, "rollback"):
         cur = current_release(cfg)
         if cur is None:
             raise cli.StepError("nothing is deployed, so there is nothing to roll back")

@@ -33,9 +33,10 @@ import artifacts
 import cli
 import history
 import releases
+import store
 from atomicio import atomic_write_json
 from config import display_path, load_config
-from datacontract import read_finaldata
+from filerecord import read_manifest
 from scoring import read_test_data
 
 log = logging.getLogger("diagnostics")
@@ -152,7 +153,7 @@ def diagnose(cfg: dict[str, Any]) -> dict[str, Any]:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         previous = {}
-    df = read_finaldata(cfg)
+    df = store.read_dataset(cfg, read_manifest(cfg))
     release = releases.current_release(cfg)
     result = {
         "generated_at": history.now_iso(),
@@ -215,13 +216,14 @@ def model_predictions(df: pd.DataFrame | None = None, *, config_path: str | Path
 def dataframe_summary(*, config_path: str | Path | None = None) -> list[list[Any]]:
     """[column, mean, median, std] for each numeric column (features and target) of the ingested data."""
     cfg = load_config(config_path)
-    stats = summary_stats(read_finaldata(cfg), cfg)
+    stats = summary_stats(store.read_dataset(cfg, read_manifest(cfg)), cfg)
     return [[col, s["mean"], s["median"], s["std"]] for col, s in stats.items()]
 
 
 def missing_data(*, config_path: str | Path | None = None) -> list[list[Any]]:
     """[column, fraction of rows missing] for each column of the ingested data."""
-    data = read_finaldata(load_config(config_path))
+    cfg = load_config(config_path)
+    data = store.read_dataset(cfg, read_manifest(cfg))
     n = len(data)
     # From the counts, not the rounded percent: the fraction is exact.
     return [[col, m["count"] / n if n else 0.0] for col, m in missing_table(data).items()]

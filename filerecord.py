@@ -1,31 +1,73 @@
-"""The ingestion record: which data files were ingested or rejected, by name and content hash.
+"""The store's manifest: which data files were ingested (as which batch) or rejected, by name and content hash.
 
-Kept light on purpose (no pandas): the cron tick with no new data reads only this and the input folder's
-directory listing. Each record is a tab-separated text file, one line per file, name first:
+    manifest = read_manifest(cfg)     # {"batches": [...], "rejected": {...}, ...}; an empty one before any ingestion
+    found, touched, landing = new_files(cfg, manifest)
 
-    ingestedfiles.txt   name  sha256  size  mtime_ns  rows_read  rows_added  ingested_at
-    rejectedfiles.txt   name  sha256  size  mtime_ns  reason  rejected_at
-
-A file is "new" when its name is in neither record, or its content hash differs from the recorded one; the
-size and mtime are checked first so only files that look changed are hashed.
-
-A name is written with "%", control characters (tab, newline, the "\\r" of a macOS "Icon\\r") and bytes that are not
-UTF-8 as %XX, so any file name the folder can hold fits on its line and reads back as the same name.
+Kept light on purpose (no pandas): the cron tick with no new data reads only this and the input folder's listing.
+The manifest (<output_folder_path>/store/manifest.json, written atomically by ingestion alone) lists the live
+batches in order, one per ingested file version (file name, content hash, size, mtime, rows, batch id, when), the
+versions a correction retired, and the rejected files with their reasons. A file is "new" when it is in neither,
+or its content hash differs from the recorded one; size and mtime are checked first, so only files that look
+changed are hashed. A file is taken only once it has landed: unchanged for ingestion.settle_seconds and ending with
+a line end (one without a final line end waits ingestion.unterminated_seconds), so a file still being copied in is
+never read half-way.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
-from atomicio import atomic_write, sha256_file
+import artifacts
+from atomicio import atomic_write_json, sha256_file
 
-INGESTED_FIELDS = ["name", "sha256", "size", "mtime_ns", "rows_read", "rows_added", "ingested_at"]
-REJECTED_FIELDS = ["name", "sha256", "size", "mtime_ns", "reason", "rejected_at"]
-INGESTED_FILE = "ingestedfiles.txt"
-REJECTED_FILE = "rejectedfiles.txt"
+FORMAT = 1
 ESCAPED = re.compile(r"%([0-9A-F]{2})")
+
+
+def empty_manifest() -> dict[str, Any]:
+    """The manifest of a store with nothing in it."""
+    return {"format": FORMAT, "commit": 0, "next_batch": 1, "batches": [], "retired": [], "rejected": {},
+            "index": None, "exports": {}}
+
+
+def read_manifest(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The store's manifest (an empty one before the first ingestion); OSError when it cannot be read."""
+    path = artifacts.path(cfg, "store_manifest")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return empty_manifest()
+    except ValueError as e:  # written atomically, so only a hand edit gets here
+        raise OSError(f"{path}: unreadable store manifest ({e}); restore it from a backup") from None
+    if manifest.get("format") != FORMAT:
+        raise OSError(f"{path}: store format {manifest.get('format')}, this code reads format {FORMAT}")
+    return manifest
+
+
+def write_manifest(cfg: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Commit a manifest atomically: readers see the old store or the new one."""
+    atomic_write_json(artifacts.path(cfg, "store_manifest"), manifest)
+
+
+def live_files(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The latest live batch of each ingested file, by name."""
+    return {b["file"]: b for b in manifest["batches"]}
+
+
+def exports_current(cfg: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """Whether finaldata.csv and ingestedfiles.txt are as the last export left them (not edited, not deleted)."""
+    for what in ("finaldata", "ingested"):
+        try:
+            st = artifacts.path(cfg, what).stat()
+        except OSError:
+            return False
+        if manifest["exports"].get(what) != [st.st_size, st.st_mtime_ns]:
+            return False
+    return True
 
 
 def list_data_files(folder: Path, ext: str) -> list[Path]:
@@ -41,41 +83,6 @@ def list_data_files(folder: Path, ext: str) -> list[Path]:
             if entry.is_file():  # follows symlinks: a link to a regular file counts, a link to a folder not
                 found.append(Path(entry.path))
     return sorted(found)
-
-
-def read_record(path: Path, fields: list[str]) -> dict[str, dict[str, Any]]:
-    """Entries of a record file by name; a line with too few fields is ignored (older formats keep the name)."""
-    entries: dict[str, dict[str, Any]] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return entries
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if not parts[0]:
-            continue
-        # strict=False: a line with more fields than these (a newer format) keeps the ones known here
-        entry = dict(zip(fields, parts + [""] * (len(fields) - len(parts)), strict=False))
-        entry["name"] = unescape_name(entry["name"])
-        entries[entry["name"]] = entry
-    return entries
-
-
-def write_record(path: Path, fields: list[str], entries: dict[str, dict[str, Any]]) -> None:
-    """Atomically rewrite a record file, one line per entry in name order."""
-    lines = []
-    for name in sorted(entries):
-        e = entries[name]
-        lines.append("\t".join([escape_name(name), *(_clean(e.get(f, "")) for f in fields[1:])]))
-    atomic_write(path, "".join(line + "\n" for line in lines))
-
-
-def _clean(value: Any) -> str:
-    """A field value that cannot break the one-line, tab-separated format."""
-    if value is None:
-        return ""
-    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")  # no undecodable name can stop a write
-    return " ".join(text.replace("\t", " ").split())
 
 
 def escape_name(name: str) -> str:
@@ -99,13 +106,13 @@ def unescape_name(text: str) -> str:
 
 def same_stat(entry: dict[str, Any] | None, st: os.stat_result) -> bool:
     """True when a recorded file still has the size and mtime it had when recorded."""
-    return bool(entry) and entry["size"] == str(st.st_size) and entry["mtime_ns"] == str(st.st_mtime_ns)
+    return bool(entry) and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns
 
 
 def recorded_as(name: str, ingested: dict[str, dict[str, Any]], rejected: dict[str, dict[str, Any]],
                 st: os.stat_result, digest: str | None = None) -> str | None:
-    """Which record ("ingested" or "rejected") already holds this file as it is now: by size and mtime, or, given
-    its content hash, by that (a file touched but not changed); None when it is new or changed."""
+    """Whether the manifest already holds this file as it is now, as "ingested" or "rejected": by size and mtime,
+    or, given its content hash, by that (a file touched but not changed); None when it is new or changed."""
     for kind, record in (("ingested", ingested), ("rejected", rejected)):
         entry = record.get(name)
         if same_stat(entry, st) or (digest and entry and entry.get("sha256") == digest):
@@ -113,23 +120,40 @@ def recorded_as(name: str, ingested: dict[str, dict[str, Any]], rejected: dict[s
     return None
 
 
-def new_files(folder: Path, ext: str, root: Path, ingested: dict[str, dict[str, Any]],
-              rejected: dict[str, dict[str, Any]]) -> tuple[list[Path], list[Path]]:
-    """Data files in folder that neither record holds with their current content; and the files only touched
-    (size or mtime unlike their record, content as recorded)."""
-    found, touched = [], []
-    for p in list_data_files(folder, ext):
-        name = record_name(p, root)
+def landed(path: Path, st: os.stat_result, cfg: dict[str, Any]) -> bool:
+    """Whether a file has finished arriving: unchanged for ingestion.settle_seconds and ending with a line end (one
+    that does not end with one, or is empty, waits ingestion.unterminated_seconds: it may still be growing)."""
+    age = abs(time.time() - st.st_mtime)  # a future mtime (another host's clock) counts by its distance
+    if age < cfg["ingestion"]["settle_seconds"]:
+        return False
+    if st.st_size and age < cfg["ingestion"]["unterminated_seconds"]:
+        with open(path, "rb") as f:
+            f.seek(st.st_size - 1)
+            return f.read(1) == b"\n"
+    return st.st_size > 0 or age >= cfg["ingestion"]["unterminated_seconds"]
+
+
+def new_files(cfg: dict[str, Any], manifest: dict[str, Any]) -> tuple[list[Path], list[Path], list[Path]]:
+    """Data files of the input folder that the manifest does not hold with their current content, and have
+    landed; the files only touched (size or mtime unlike their record, content as recorded); and those still
+    landing."""
+    files, rejected = live_files(manifest), manifest["rejected"]
+    found, touched, landing = [], [], []
+    for p in list_data_files(cfg["input_folder_path"], cfg["input_file_extension"]):
+        name = record_name(p, cfg["root"])
         try:
             st = p.stat()
-            if recorded_as(name, ingested, rejected, st):
+            if recorded_as(name, files, rejected, st):
+                continue
+            if not landed(p, st, cfg):
+                landing.append(p)
                 continue
             digest = sha256_file(p)
         except OSError:
             found.append(p)  # unreadable now: ingestion will say why
             continue
-        (touched if recorded_as(name, ingested, rejected, st, digest) else found).append(p)
-    return found, touched
+        (touched if recorded_as(name, files, rejected, st, digest) else found).append(p)
+    return found, touched, landing
 
 
 def record_name(p: Path, root: Path) -> str:

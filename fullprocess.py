@@ -32,8 +32,8 @@ import deployment
 import history
 import releases
 from atomicio import LockBusy, file_lock, remove_stale_temps
-from config import display_path
-from filerecord import INGESTED_FIELDS, REJECTED_FIELDS, new_files, read_record
+from config import ConfigError, display_path
+from filerecord import exports_current, live_files, new_files, read_manifest
 from modelstore import ModelError
 
 log = logging.getLogger("fullprocess")
@@ -79,8 +79,8 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
         result = _failed(f"cannot work in {display_path(cfg, lock.parent)}: {e}")
         if not dry_run:
             _record_tick(cfg, tick, result)
-    if result["outcome"] == "failed":
-        raise cli.StepError(result["line"])  # cli.run logs it: the one line on stderr
+    if result["outcome"] == "failed":  # cli.run logs it: the one line on stderr, and exits 1 (2 for the config)
+        raise (ConfigError if result.get("config_error") else cli.StepError)(result["line"])
     return result
 
 
@@ -90,6 +90,8 @@ def _guarded(cfg: dict[str, Any], tick: Tick) -> dict[str, Any]:
         return _tick(cfg, tick)
     except (cli.StepError, history.HistoryError) as e:
         return _failed(str(e))
+    except ConfigError as e:
+        return {**_failed(str(e)), "config_error": True}
     except OSError as e:  # outside any step: the records or the input folder cannot be read
         return _failed(f"failed: {e}")
     except Exception as e:  # unforeseen: still recorded as a failed run; the traceback goes to the log
@@ -120,27 +122,34 @@ def _read(cfg: dict[str, Any], fn: Callable[..., Any], *args: Any) -> Any:
 
 def _tick(cfg: dict[str, Any], tick: Tick) -> dict[str, Any]:
     """Steps 2 to 6 once the lock is held."""
-    ingested = read_record(artifacts.path(cfg, "ingested"), INGESTED_FIELDS)
-    rejected = read_record(artifacts.path(cfg, "rejected"), REJECTED_FIELDS)
-    found, touched = new_files(cfg["input_folder_path"], cfg["input_file_extension"], cfg["root"], ingested,
-                               rejected)
+    manifest = read_manifest(cfg)
+    found, touched, landing = new_files(cfg, manifest)
     if not tick.dry_run:
         _tidy(cfg)
     release = releases.current_release(cfg)
     # Read even when there are new files: a history store that cannot be read stops the run before it changes anything.
-    unchecked = _unchecked_bytes(cfg, release) if release is not None else 0
+    unchecked = _unchecked_batches(cfg, manifest, release) if release is not None else 0
     if not found and release is not None and not tick.force and not unchecked:
-        if touched and not tick.dry_run:
+        # Ingestion, the one writer of the store, notes a touched file's new mtime (so later ticks do not hash it)
+        # and rebuilds exports edited or deleted by hand.
+        if (touched or not exports_current(cfg, manifest)) and not tick.dry_run:
             import ingestion
             _step(tick, "ingestion", ingestion.ingest, cfg)
-        line = (f"no new data in {display_path(cfg, cfg['input_folder_path'])} ({len(ingested)} files ingested"
-                f"{f', {len(rejected)} rejected' if rejected else ''}); release {release['version']} stays")
+        waiting = f", {len(landing)} still landing" if landing else ""
+        rejected = f", {len(manifest['rejected'])} rejected" if manifest["rejected"] else ""
+        line = (f"no new data in {display_path(cfg, cfg['input_folder_path'])} ({len(live_files(manifest))} files "
+                f"ingested{rejected}{waiting}); release {release['version']} stays")
         log.info("%s", line)
         return {"outcome": "no-new-data", "line": line, "release": release["version"]}
+    if release is None and not found and landing and not tick.force:
+        line = (f"nothing deployed yet, and {len(landing)} file{'s' if len(landing) != 1 else ''} still landing in "
+                f"{display_path(cfg, cfg['input_folder_path'])} (changed in the last "
+                f"{cfg['ingestion']['settle_seconds']:g} s, or no final line end): the next tick bootstraps")
+        log.info("%s", line)
+        return {"outcome": "no-new-data", "line": line, "release": None}
     names = [display_path(cfg, p) for p in found]
     if unchecked and not found:
-        log.warning("%d bytes of ingested rows were never drift-checked (a run killed after ingestion?)",
-                    unchecked)
+        log.warning("%d ingested batches were never drift-checked (a run killed after ingestion?)", unchecked)
     else:
         log.info("new data: %s", ", ".join(names) or "none (forced run)")
     if tick.dry_run:
@@ -156,22 +165,16 @@ def _tidy(cfg: dict[str, Any]) -> None:
     deployment.remove_leftovers(cfg)
 
 
-def _finaldata_size(cfg: dict[str, Any]) -> int:
-    """The size of finaldata.csv (0 when there is none yet)."""
-    try:
-        return artifacts.path(cfg, "finaldata").stat().st_size
-    except OSError:
-        return 0
+def _last_batch(manifest: dict[str, Any]) -> int:
+    """The id of the newest live batch of the store (0 when it is empty)."""
+    return max((b["id"] for b in manifest["batches"]), default=0)
 
 
-def _unchecked_bytes(cfg: dict[str, Any], release: dict[str, Any]) -> int:
-    """Bytes of finaldata.csv that were ingested but never drift-checked nor trained on: a run killed between
+def _unchecked_batches(cfg: dict[str, Any], manifest: dict[str, Any], release: dict[str, Any]) -> int:
+    """Live batches ingested after both the latest drift check and the deployed model's data: a run killed between
     ingestion and its record. Those files are no longer "new", so without this the work would never be done."""
-    size = _finaldata_size(cfg)
-    if not size:
-        return 0
-    checked = _read(cfg, history.last_check_end)
-    return max(0, size - max(checked, int(release.get("model", {}).get("data_bytes", 0))))
+    done = max(_read(cfg, history.last_checked_batch), int(release.get("model", {}).get("data_batch", 0)))
+    return sum(1 for b in manifest["batches"] if b["id"] > done)
 
 
 def _deployed_model(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -190,6 +193,12 @@ def _step(tick: Tick, name: str, fn: Callable[..., dict[str, Any]], *args: Any) 
     try:
         entry["details"] = fn(*args)
         return entry["details"]
+    except deployment.Superseded as e:  # not a failure: what it was to replace is no longer current
+        entry["outcome"], entry["details"] = "skipped", {"reason": str(e)}
+        raise
+    except ConfigError as e:  # the config, not the step, is at fault: exit 2, as from any script
+        entry["outcome"], entry["details"] = "failed", {"error": str(e)}
+        raise
     except Exception as e:
         entry["outcome"] = "failed"
         entry["details"] = {"error": f"{type(e).__name__}: {e}"}
@@ -219,20 +228,20 @@ def run_pipeline(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None
     marker.touch()
     ing = _step(tick, "ingestion", ingestion.ingest, cfg)
     parts = [ingestion.summary(ing)]
-    size = _finaldata_size(cfg)
+    stored = read_manifest(cfg)
     if release is None:
         _decide(tick, "bootstrap", "nothing is deployed: training and deploying from the ingested data")
         _step(tick, "training", training.train, cfg)
         trained = _step(tick, "scoring", scoring.score, cfg)
         dep = _step(tick, "deployment", deployment.deploy, cfg)
         tick.check = {"rule": cfg["drift"]["rule"], "new_rows": 0, "verdict": "bootstrap",
-                      "reason": "first release", "data_end_bytes": size, "release": dep["version"]}
+                      "reason": "first release", "batch_to": _last_batch(stored), "release": dep["version"]}
         parts.append(f"bootstrap: deployed release {dep['version']} (F1 {trained['f1']:.3f})")
         changed = True
     else:
         model, manifest = _deployed_model(cfg)
-        new, start = rows_to_check(cfg, manifest, size)
-        check = {**drift_check(cfg, model, manifest, new), "data_start_bytes": start, "data_end_bytes": size}
+        new, start = rows_to_check(cfg, manifest, stored)
+        check = {**drift_check(cfg, model, manifest, new), "batch_from": start, "batch_to": _last_batch(stored)}
         tick.check = check
         parts.append(f"model drift: {check['verdict']} ({check['reason']})")
         if check.get("data_verdict"):
@@ -274,13 +283,12 @@ def _retrain_reason(cfg: dict[str, Any], check: dict[str, Any], force: bool) -> 
     return ""
 
 
-def rows_to_check(cfg: dict[str, Any], manifest: dict[str, Any], size: int) -> tuple[Any, int]:
-    """The ingested rows after both the last conclusive check and the data the deployed model was trained on, and
-    the finaldata.csv offset they start at."""
-    from datacontract import read_finaldata_since
-    start = max(_read(cfg, history.checked_up_to), int(manifest["model"].get("data_bytes", 0)))
-    start = start if start <= size else 0
-    return read_finaldata_since(cfg, start, keep=[*cfg["feature_columns"], cfg["target_column"]]), start
+def rows_to_check(cfg: dict[str, Any], manifest: dict[str, Any], stored: dict[str, Any]) -> tuple[Any, int]:
+    """The rows first ingested after both the last conclusive check and the data the deployed model was trained on
+    (release manifest), from the store (its manifest), and the batch id they come after."""
+    import store
+    start = max(_read(cfg, history.checked_up_to), int(manifest["model"].get("data_batch", 0)))
+    return store.read_dataset(cfg, stored, keep=[*cfg["feature_columns"], cfg["target_column"]], after=start), start
 
 
 def drift_check(cfg: dict[str, Any], model: Any, manifest: dict[str, Any], new: Any) -> dict[str, Any]:
@@ -301,16 +309,23 @@ def _challenge(cfg: dict[str, Any], tick: Tick, release: dict[str, Any]) -> str:
     import training
     _step(tick, "training", training.train, cfg)
     challenger = _step(tick, "scoring", scoring.score, cfg)
+    # The release compared is the one current now (a rollback may have happened since the tick began): its score
+    # is recorded as its own, and the challenger is deployed only if it is still current then.
     model, manifest = _deployed_model(cfg)
+    version = manifest["version"]
     deployed = scoring.metrics(model, scoring.read_test_data(cfg), cfg)  # same evaluation data as the challenger
-    tick.scores += [("challenger", challenger, None), ("deployed", deployed, release["version"])]
+    tick.scores += [("challenger", challenger, None), ("deployed", deployed, version)]
     tolerance = cfg["deployment"]["promotion_tolerance"]
-    margin = f"challenger F1 {challenger['f1']:.3f} vs deployed {deployed['f1']:.3f} on the test data"
+    margin = f"challenger F1 {challenger['f1']:.3f} vs release {version}'s {deployed['f1']:.3f} on the test data"
     if challenger["f1"] + 1e-12 < deployed["f1"] - tolerance and not tick.force:
         _decide(tick, "reject-challenger", f"{margin}: worse by more than the {tolerance:.3f} tolerance; "
-                                           f"release {release['version']} stays")
-        return f"{margin}: challenger rejected, release {release['version']} stays"
-    dep = _step(tick, "deployment", deployment.deploy, cfg)
+                                           f"release {version} stays")
+        return f"{margin}: challenger rejected, release {version} stays"
+    try:
+        dep = _step(tick, "deployment", deployment.deploy, cfg, version)
+    except deployment.Superseded as e:
+        _decide(tick, "not-deployed", str(e))
+        return f"{margin}: not deployed ({e})"
     _decide(tick, "deploy", f"{margin}{' (forced)' if tick.force else ''}: deployed release {dep['version']}")
     return f"{margin}: deployed release {dep['version']}"
 
@@ -348,7 +363,7 @@ def dry_run_plan(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None
         plan.append("would bootstrap: train, score and deploy the first release")
         return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan}
     model, manifest = _deployed_model(cfg)
-    waiting, _ = rows_to_check(cfg, manifest, _finaldata_size(cfg))
+    waiting, _ = rows_to_check(cfg, manifest, read_manifest(cfg))
     frames = [f for f in (waiting, ing["new_rows"]) if f is not None and len(f)]
     new = pd.concat(frames, ignore_index=True)[waiting.columns] if frames else waiting
     check = drift_check(cfg, model, manifest, new)

@@ -22,9 +22,15 @@ from config import display_path
 log = logging.getLogger("history")
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
-SCHEMA_VERSION = 1
-# version -> SQL that upgrades a file of the previous version (version 1 is schema.sql itself).
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+# version -> SQL that upgrades a file of the previous version (schema.sql is the current version whole).
+MIGRATIONS: dict[int, str] = {
+    # drift checks name store batches instead of byte offsets into finaldata.csv
+    2: "ALTER TABLE drift_checks ADD COLUMN batch_from INTEGER NOT NULL DEFAULT 0; "
+       "ALTER TABLE drift_checks ADD COLUMN batch_to INTEGER NOT NULL DEFAULT 0; "
+       "ALTER TABLE drift_checks DROP COLUMN data_end_bytes; "
+       "CREATE INDEX IF NOT EXISTS drift_checks_release ON drift_checks(release, id);",
+}
 TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")  # shown in timings and trends
 LOW_DISK_BYTES = 10 * 2**20
 
@@ -67,7 +73,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     with db:
         if version == 0:
             db.executescript(SCHEMA_FILE.read_text(encoding="utf-8"))
-            version = 1
+            version = SCHEMA_VERSION
         while version < SCHEMA_VERSION:
             version += 1
             db.executescript(MIGRATIONS[version])
@@ -115,10 +121,11 @@ def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any
     """Insert a drift check and its per-feature figures; returns the check's id."""
     cur = db.execute(
         "INSERT INTO drift_checks(run_id, release, rule, new_rows, new_score, ci_low, ci_high, deployed_score, "
-        "threshold, verdict, reason, data_verdict, data_end_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "threshold, verdict, reason, data_verdict, batch_from, batch_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (run_id, check.get("release"), check["rule"], check["new_rows"], check.get("new_score"),
          check.get("ci_low"), check.get("ci_high"), check.get("deployed_score"), check.get("threshold"),
-         check["verdict"], check["reason"], check.get("data_verdict"), check["data_end_bytes"]))
+         check["verdict"], check["reason"], check.get("data_verdict"), check.get("batch_from", 0),
+         check["batch_to"]))
     check_id = int(cur.lastrowid)
     for f in check.get("features", []):
         db.execute("INSERT INTO feature_drift(check_id, feature, psi, psi_floor, ks, ks_pvalue, missing_rate, "
@@ -129,15 +136,14 @@ def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any
 
 
 def checked_up_to(db: sqlite3.Connection) -> int:
-    """The finaldata.csv byte offset up to which rows have been drift-checked (0 before any check)."""
-    row = db.execute("SELECT data_end_bytes FROM drift_checks WHERE verdict != 'insufficient-data' "
-                     "ORDER BY id DESC LIMIT 1").fetchone()
-    return int(row[0]) if row else 0
+    """The store batch up to which rows have been drift-checked by a conclusive check (0 before any)."""
+    row = db.execute("SELECT MAX(batch_to) FROM drift_checks WHERE verdict != 'insufficient-data'").fetchone()
+    return int(row[0] or 0)
 
 
-def last_check_end(db: sqlite3.Connection) -> int:
-    """The finaldata.csv byte offset the latest drift check of any verdict reached (0 before any check)."""
-    row = db.execute("SELECT data_end_bytes FROM drift_checks ORDER BY id DESC LIMIT 1").fetchone()
+def last_checked_batch(db: sqlite3.Connection) -> int:
+    """The store batch the latest drift check of any verdict reached (0 before any check)."""
+    row = db.execute("SELECT batch_to FROM drift_checks ORDER BY id DESC LIMIT 1").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -177,14 +183,13 @@ def trouble(cfg: dict[str, Any], e: Exception, what: str) -> str:
 
 
 def latest_check(db: sqlite3.Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The latest drift check (with its features, when its run started and the byte range it read) and the
-    decisions of its run."""
-    row = db.execute("SELECT c.*, r.started_at, r.details FROM drift_checks c JOIN runs r ON r.id = c.run_id "
+    """The latest drift check (with its features, when its run started and the batches it read) and the decisions
+    of its run."""
+    row = db.execute("SELECT c.*, r.started_at FROM drift_checks c JOIN runs r ON r.id = c.run_id "
                      "ORDER BY c.id DESC LIMIT 1").fetchone()
     if row is None:
         return None, []
-    check = {k: row[k] for k in row.keys() if k != "details"}
-    check["data_start_bytes"] = json.loads(row["details"]).get("check", {}).get("data_start_bytes")
+    check = dict(row)
     check["features"] = [dict(f) for f in db.execute(
         "SELECT feature, psi, psi_floor, ks, ks_pvalue, missing_rate, verdict FROM feature_drift WHERE check_id = ?",
         (row["id"],))]

@@ -16,8 +16,8 @@ import pandas as pd
 
 import artifacts
 import history
-from datacontract import read_finaldata, read_finaldata_since
-from filerecord import INGESTED_FIELDS, REJECTED_FIELDS, escape_name, read_record
+import store
+from filerecord import escape_name, live_files, read_manifest
 
 TOP_CLIENTS = 20
 
@@ -41,9 +41,9 @@ def when(iso: str | None) -> str:
     return f"{iso[:10]} {iso[11:16]} UTC" if iso and len(iso) >= 16 else (iso or "-")
 
 
-def record_int(v: str) -> int | None:
-    """A file-record field as an int."""
-    return int(v) if v and v.lstrip("-").isdigit() else None
+def record_int(v: Any) -> int | None:
+    """A record's count as an int (None when it has none)."""
+    return int(v) if isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit()) else None
 
 
 def saved_diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -54,14 +54,14 @@ def saved_diagnostics(cfg: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-    """The ingested and the rejected files, as recorded by ingestion."""
-    # names as one printable line: a name with control characters or undecodable bytes must not break a page
-    def shown(record: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        """The record with each name as one printable line."""
-        return {k: {**e, "name": escape_name(e["name"])} for k, e in record.items()}
-    return (shown(read_record(artifacts.path(cfg, "ingested"), INGESTED_FIELDS)),
-            shown(read_record(artifacts.path(cfg, "rejected"), REJECTED_FIELDS)))
+def file_records(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The ingested files (their live versions) and the rejected files, as the store's manifest has them, each name
+    as one printable line (a name with control characters or undecodable bytes must not break a page)."""
+    manifest = read_manifest(cfg)
+    ingested = {name: {**b, "name": escape_name(name), "rows_read": b["rows"]}
+                for name, b in live_files(manifest).items()}
+    rejected = {name: {**e, "name": escape_name(name)} for name, e in manifest["rejected"].items()}
+    return ingested, rejected
 
 
 def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
@@ -121,8 +121,8 @@ def latest_check(cfg: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[
 
 def top_clients(cfg: dict[str, Any], model: Any, check: dict[str, Any] | None) -> pd.DataFrame:
     """The highest-risk clients among the latest ingested rows (those of the latest drift check, else all)."""
-    start = int(check["data_start_bytes"]) if check and check.get("data_start_bytes") else 0
-    df = read_finaldata_since(cfg, start) if start else read_finaldata(cfg)
+    after = int(check["batch_from"]) if check and check.get("batch_from") else 0
+    df = store.read_dataset(cfg, read_manifest(cfg), after=after)
     if df.empty:
         return df.assign(risk=pd.Series(dtype=float))
     df = df.assign(risk=model.predict_proba(df[cfg["feature_columns"]])[:, 1])

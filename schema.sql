@@ -54,8 +54,10 @@ CREATE TABLE IF NOT EXISTS drift_checks (
     verdict TEXT NOT NULL,              -- drift, no-drift, insufficient-data, bootstrap
     reason TEXT NOT NULL,
     data_verdict TEXT,                  -- OK, WARN, DRIFT
-    data_end_bytes INTEGER NOT NULL     -- finaldata.csv was checked up to this byte
+    batch_from INTEGER NOT NULL DEFAULT 0,  -- the rows first ingested in store batches after this id ...
+    batch_to INTEGER NOT NULL DEFAULT 0     -- ... up to this id were checked
 );
+CREATE INDEX IF NOT EXISTS drift_checks_release ON drift_checks(release, id);
 
 CREATE TABLE IF NOT EXISTS feature_drift (
     check_id INTEGER NOT NULL REFERENCES drift_checks(id),

@@ -30,7 +30,7 @@ import artifacts
 import cli
 import history
 from atomicio import atomic_write, atomic_write_json
-from config import display_path, load_config
+from config import ConfigError, display_path, load_config
 from datacontract import DataError, read_data_file
 from filerecord import list_data_files
 from modelstore import ModelError, load_model
@@ -41,14 +41,22 @@ ROC_POINTS = 200  # enough for a smooth curve on the dashboard, small enough for
 
 
 def read_test_data(cfg: dict[str, Any]) -> pd.DataFrame:
-    """All test data files as one typed frame; StepError if there are none or one is bad."""
+    """All test data files as one typed frame; StepError if none or one is bad, ConfigError if one class only."""
     files = list_data_files(cfg["test_data_path"], cfg["input_file_extension"])
     if not files:
         raise cli.StepError(f"no .{cfg['input_file_extension']} files in {display_path(cfg, cfg['test_data_path'])}")
     try:
-        return pd.concat([read_data_file(p, cfg) for p in files], ignore_index=True)
+        df = pd.concat([read_data_file(p, cfg) for p in files], ignore_index=True)
     except DataError as e:
         raise cli.StepError(f"test data unusable: {e}") from None
+    target = cfg["target_column"]
+    classes = df[target].unique().tolist()
+    if len(classes) < 2:
+        # F1 is 0 for every model then: any challenger would be deployed and model drift never found
+        raise ConfigError(f"key 'test_data_path': the test data in {display_path(cfg, cfg['test_data_path'])} has "
+                          f"only {target}={classes[0]} ({len(df):,} rows): F1 cannot be measured; expected rows of "
+                          f"both classes, 0 and 1")
+    return df
 
 
 def metrics(model: Any, df: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,12 @@ from sklearn.preprocessing import StandardScaler
 import artifacts
 import cli
 import history
-from artifacts import FINALDATA
-from atomicio import atomic_write_json, sha256_file
+import store
+from atomicio import atomic_write_json
 from config import display_path, load_config
-from datacontract import DataError, read_finaldata
+from deployment import release_lock
 from drift import reference_profile
+from filerecord import read_manifest
 from modelstore import load_model, save_model
 
 log = logging.getLogger("training")
@@ -62,14 +63,11 @@ def fit(cfg: dict[str, Any], df: Any) -> Pipeline:
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Train on finaldata.csv and save the model with its record; returns what was trained."""
+    """Train on the store's labelled rows and save the model with its record; returns what was trained."""
     started = time.monotonic()
-    data_path = cfg["output_folder_path"] / FINALDATA
-    cli.progress("training", f"reading {display_path(cfg, data_path)}")
-    try:
-        df = read_finaldata(cfg)
-    except DataError as e:
-        raise cli.StepError(f"cannot train: {e}") from None
+    cli.progress("training", f"reading {display_path(cfg, store.folder(cfg))}")
+    manifest = read_manifest(cfg)
+    df = store.read_dataset(cfg, manifest)
     cli.progress("training", f"fitting on {len(df):,} rows")
     model = fit(cfg, df)
     target = cfg["target_column"]
@@ -80,18 +78,19 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         "exited_rate": round(float(df[target].mean()), 4),
         "features": list(cfg["feature_columns"]),
         "target": target,
-        "data_file": display_path(cfg, data_path),
-        "data_sha256": sha256_file(data_path),
-        "data_bytes": data_path.stat().st_size,  # drift checks start after the rows a model was trained on
+        "data_commit": manifest["commit"],  # the store's state trained on: the profile belongs to the same
+        # drift checks start after the rows a model was trained on
+        "data_batch": max((b["id"] for b in manifest["batches"]), default=0),
         "params": {k: v for k, v in cfg["model"].items()},
         "sklearn_version": sklearn.__version__,
         "seconds": round(time.monotonic() - started, 3),
     }
     # The profile is written before the model: a model on disk always has the profile of its own data.
     cli.progress("training", "profiling the features for drift checks, saving")
-    profile = {**reference_profile(df, cfg["feature_columns"]), "data_sha256": meta["data_sha256"]}
-    atomic_write_json(artifacts.path(cfg, "profile"), profile)
-    save_model(model, out, meta)
+    profile = {**reference_profile(df, cfg["feature_columns"]), "data_commit": meta["data_commit"]}
+    with release_lock(cfg, "training"):  # a deployment copying models/ meanwhile would mix two trainings
+        atomic_write_json(artifacts.path(cfg, "profile"), profile)
+        save_model(model, out, meta)
     log.info("trained on %d rows in %.2f s -> %s", len(df), meta["seconds"], out)
     cli.progress("training", f"{len(df):,} rows in {time.monotonic() - started:.1f} s, done", last=True)
     return {**meta, "model": display_path(cfg, out)}

@@ -3,6 +3,7 @@
     python bench/floor.py ingest --config WS/config.json     # source CSVs -> de-duplicated finaldata.csv
     python bench/floor.py arrays --config WS/config.json --out DIR   # finaldata.csv -> DIR/X.npy, DIR/y.npy
     python bench/floor.py fit --config WS/config.json --arrays DIR   # training.build_pipeline() on those arrays
+    python bench/floor.py read --config WS/config.json   # the store's Parquet batch files -> one pandas frame
 
 ingest: pyarrow.csv reads each file (multi-threaded, column types given), the tables are concatenated, exact
 duplicate rows dropped (first kept) by a 64-bit hash of each row (the id's pyarrow dictionary code and the other
@@ -10,6 +11,9 @@ columns' bits mixed with numpy; a hash table finds the repeats: a third of the C
 pyarrow's group_by) and pyarrow.csv writes the result: what ingesting 10 files into an empty workspace has to do at
 the least, with no checks. fit: the arrays are loaded from .npy (in memory in well under a second) and the
 same Pipeline our training.py builds is fitted on them, so the figure is scikit-learn's own cost of the fit.
+read: pyarrow reads the data columns of every batch file under <output_folder_path>/store/batches/ in one
+multi-threaded pq.read_table and converts them to pandas: what reading the store for training costs at the least
+(no index, no de-duplication filter).
 Each command prints one JSON line with its timings (seconds) and row counts. Paths in the config are relative
 to the config's folder; only the keys named here are read.
 """
@@ -27,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +93,16 @@ def arrays(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"rows": int(X.shape[0])}
 
 
+def read(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Read the data columns of the store's batch files into one pandas frame; seconds of the read."""
+    files = sorted(str(p) for p in (cfg["output_folder_path"] / "store" / "batches").glob("*.parquet"))
+    if not files:
+        raise SystemExit(f"no batch files under {cfg['output_folder_path'] / 'store' / 'batches'}")
+    t0 = time.perf_counter()
+    df = pq.read_table(files, columns=list(arrow_types(cfg))).to_pandas()
+    return {"files": len(files), "rows": len(df), "seconds": time.perf_counter() - t0}
+
+
 def fit(config: Path, folder: Path) -> dict[str, Any]:
     """Fit training.build_pipeline() on the saved arrays; seconds to load and to fit."""
     sys.path.insert(0, str(ROOT))
@@ -104,7 +119,7 @@ def fit(config: Path, folder: Path) -> dict[str, Any]:
 def main() -> None:
     """Run one command and print its result as one JSON line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["ingest", "arrays", "fit"])
+    p.add_argument("command", choices=["ingest", "arrays", "fit", "read"])
     p.add_argument("--config", type=Path, required=True, help="the workspace's config.json")
     p.add_argument("--out", type=Path, help="arrays: folder for X.npy and y.npy")
     p.add_argument("--arrays", type=Path, help="fit: folder holding X.npy and y.npy")
@@ -113,6 +128,8 @@ def main() -> None:
         result = ingest(settings(args.config))
     elif args.command == "arrays":
         result = arrays(settings(args.config), args.out)
+    elif args.command == "read":
+        result = read(settings(args.config))
     else:
         result = fit(args.config, args.arrays)
     json.dump(result, sys.stdout)

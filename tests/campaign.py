@@ -216,18 +216,59 @@ def query(ws: Path, sql: str, *params: Any) -> list[tuple]:
         db.close()
 
 
-def record(ws: Path, name: str) -> dict[str, list[str]]:
-    """An ingestion record file (ingestedfiles.txt / rejectedfiles.txt): name -> fields."""
-    path = ws / "ingesteddata" / name
-    if not path.exists():
-        return {}
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        fields = line.split("\t")
-        assert fields[0] and fields[0] not in out, f"{name}: bad or repeated line {line!r}"
-        assert len(fields[1]) == 64, f"{name}: no content hash in {line!r}"
-        out[fields[0]] = fields
-    return out
+def exports_in_step(cfg: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """Whether finaldata.csv and ingestedfiles.txt are the export of the store as its manifest now stands (a kill
+    between the manifest and the exports leaves them behind, for the next ingestion to bring up to date)."""
+    from filerecord import exports_current
+    return exports_current(cfg, manifest) and \
+        manifest.get("exported_batches") == [b["id"] for b in manifest["batches"]]
+
+
+def store_garbage(cfg: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """Store files no manifest names (batches and indexes of a run killed before its commit, or superseded)."""
+    import store
+    named = {manifest["index"], *(store.batch_path(cfg, b["id"]).name for b in manifest["batches"])}
+    found = [*store.folder(cfg).glob("index-*.npz"), *(store.folder(cfg) / "batches").glob("*.parquet")]
+    return sorted(p.name for p in found if p.name not in named)
+
+
+def check_store(ws: Path, drops: Drops, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Assert the ingested store is whole and holds only dropped rows: the manifest parses, every live batch it
+    names reads with its recorded row count, the index it names loads, and the dataset holds every row of the
+    ingested files, only rows of dropped good files, each once; when the exports are in step with it, finaldata.csv
+    holds exactly the dataset's rows and ingestedfiles.txt exactly its files. Returns the manifest."""
+    import pyarrow.parquet as pq
+
+    import store
+    from filerecord import escape_name, live_files, read_manifest
+    manifest = read_manifest(cfg)                      # OSError when it does not parse
+    ids = [b["id"] for b in manifest["batches"]]
+    assert ids == sorted(set(ids)) and all(i < manifest["next_batch"] for i in ids), f"batch ids {ids}"
+    for b in manifest["batches"]:
+        path = store.batch_path(cfg, b["id"])
+        assert path.exists(), f"live batch {b['id']} ({b['file']}) has no file"
+        assert pq.read_table(path).num_rows == b["rows"], f"batch {b['id']} does not hold its {b['rows']} rows"
+    if manifest["batches"]:
+        assert manifest["index"] and (store.folder(cfg) / manifest["index"]).exists(), manifest["index"]
+    index = store.load_index(cfg, manifest)
+    ingested, rejected = live_files(manifest), manifest["rejected"]
+    assert len(ingested) == len(manifest["batches"]), "a file is live in two batches"
+    assert set(ingested) <= set(drops.good), sorted(set(ingested) - set(drops.good))
+    assert set(rejected) <= set(drops.bad), sorted(set(rejected) - set(drops.bad))
+    data = rows_of(store.read_dataset(cfg, manifest, index))
+    assert len(data) == len(set(data)), "the store's dataset holds a row twice"
+    assert len(data) == len(index["hashes"]), "the index counts other rows than the dataset holds"
+    missing = expected(drops, ingested) - set(data)
+    assert not missing, f"{len(missing)} rows of ingested files are missing from the store's dataset"
+    stray = set(data) - expected(drops)
+    assert not stray, f"{len(stray)} rows in the store's dataset come from no good dropped file"
+    if exports_in_step(cfg, manifest):
+        final = ws / "ingesteddata" / "finaldata.csv"
+        assert list(pd.read_csv(final, nrows=0).columns) == COLUMNS
+        assert read_rows(final) == data, "finaldata.csv is not the export of the store's dataset"
+        listed = (ws / "ingesteddata" / "ingestedfiles.txt").read_text(encoding="utf-8").splitlines()
+        assert listed == [escape_name(b["file"]) for b in manifest["batches"]], "ingestedfiles.txt is not the export"
+    return manifest
 
 
 def stale_temps(ws: Path) -> list[str]:
@@ -242,7 +283,8 @@ def stale_temps(ws: Path) -> list[str]:
 
 def check_whole(ws: Path, drops: Drops) -> None:
     """Assert what a kill may have hit is whole: one complete release, parsable artifacts, a sound history store,
-    and finaldata.csv holding every row of the recorded files, only rows of dropped good files, each once."""
+    and a whole ingested store holding every row of the ingested files, only rows of dropped good files, each once
+    (check_store)."""
     import releases
     from config import load_config
     from modelstore import ModelError, load_model
@@ -257,21 +299,7 @@ def check_whole(ws: Path, drops: Drops) -> None:
         assert (prod / name).resolve() == folder / name, f"{name} is not served from the current release"
     model, _ = releases.load_deployed_model(cfg)
     assert hasattr(model, "predict")
-    # Data and its record: recorded rows all present, nothing that was not dropped, nothing twice.
-    data = read_rows(ws / "ingesteddata" / "finaldata.csv")
-    assert list(pd.read_csv(ws / "ingesteddata" / "finaldata.csv", nrows=0).columns) == COLUMNS
-    assert len(data) == len(set(data)), "finaldata.csv holds a row twice"
-    ingested, rejected = record(ws, "ingestedfiles.txt"), record(ws, "rejectedfiles.txt")
-    assert set(ingested) <= set(drops.good), sorted(set(ingested) - set(drops.good))
-    assert set(rejected) <= set(drops.bad), sorted(set(rejected) - set(drops.bad))
-    missing = expected(drops, ingested) - set(data)
-    assert not missing, f"{len(missing)} rows of recorded files are missing from finaldata.csv"
-    stray = set(data) - expected(drops)
-    assert not stray, f"{len(stray)} rows in finaldata.csv come from no good dropped file"
-    hashes = ws / "ingesteddata" / "rowhashes.npz"
-    if hashes.exists():
-        with np.load(hashes) as z:
-            assert z["hashes"].dtype == np.uint64
+    check_store(ws, drops, cfg)
     # Model artifacts: each parses; a model that does not match its record is refused, never half-loaded.
     for models in (cfg["output_model_path"], ws / "practicemodels"):
         for p in models.glob("*.json"):
@@ -302,15 +330,23 @@ def check_done(ws: Path, drops: Drops) -> None:
     """Assert a completed run finished everything: every good file ingested (its rows exactly once), every bad
     one rejected, every drift verdict acted on, every ingested row drift-checked or trained on, no leftovers."""
     check_whole(ws, drops)
+    from config import load_config
+    cfg = load_config(ws / "config.json")
+    manifest = check_store(ws, drops, cfg)
+    assert exports_in_step(cfg, manifest), "finaldata.csv and ingestedfiles.txt were left behind the store"
     data = read_rows(ws / "ingesteddata" / "finaldata.csv")
+    assert len(data) == len(set(data)), "finaldata.csv holds a row twice"
     assert set(data) == expected(drops), "finaldata.csv differs from the distinct good rows dropped"
-    assert set(record(ws, "ingestedfiles.txt")) == set(drops.good)
-    assert set(record(ws, "rejectedfiles.txt")) == set(drops.bad)
-    size = (ws / "ingesteddata" / "finaldata.csv").stat().st_size
-    manifest = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
-    (checked,) = query(ws, "SELECT COALESCE(MAX(data_end_bytes), 0) FROM drift_checks WHERE id = "
-                           "(SELECT MAX(id) FROM drift_checks)")[0]
-    assert max(checked, manifest["model"]["data_bytes"]) == size, "ingested rows were left unchecked"
+    listed = (ws / "ingesteddata" / "ingestedfiles.txt").read_text(encoding="utf-8").splitlines()
+    assert sorted(listed) == sorted(drops.good), "ingestedfiles.txt does not list exactly the good files dropped"
+    assert set(manifest["rejected"]) == set(drops.bad), "the store's rejected files are not the bad files dropped"
+    assert store_garbage(cfg, manifest) == [], store_garbage(cfg, manifest)
+    release = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
+    (checked,) = query(ws, "SELECT COALESCE(MAX(batch_to), 0) FROM drift_checks")[0]
+    newest = max(b["id"] for b in manifest["batches"])
+    assert max(checked, release["model"]["data_batch"]) == newest, \
+        f"ingested batches were left unchecked: checked up to {checked}, the model trained up to " \
+        f"{release['model']['data_batch']}, the newest batch {newest}"
     unacted = query(ws, "SELECT c.run_id FROM drift_checks c WHERE c.verdict = 'drift' AND NOT EXISTS "
                         "(SELECT 1 FROM decisions d WHERE d.run_id = c.run_id AND d.decision = 'retrain')")
     assert not unacted, f"drift verdicts of runs {unacted} were never acted on"

@@ -31,6 +31,8 @@ def soak_sizes(**quick_long: tuple[int, int]) -> dict[str, int]:
 def write_config(ws: Path, name: str = "config.json", **overrides: Any) -> Path:
     """Write a config file into ws with relative paths (so they must resolve against ws)."""
     cfg = json.loads((ROOT / "config.json").read_text())
+    # Files the tests write are taken at once; the landing rules have tests of their own, which set these.
+    cfg["ingestion"] = {"settle_seconds": 0, "unterminated_seconds": 0}
     cfg.update(overrides)
     path = ws / name
     path.write_text(json.dumps(cfg, indent=2))
@@ -61,6 +63,22 @@ def run_json(script: str, ws: Path, *args: str, **kw: Any) -> dict[str, Any]:
     p = run_script(script, ws, "--json", *args, **kw)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
+
+
+def store_manifest(ws: Path) -> dict[str, Any]:
+    """The ingested store's manifest (ingesteddata/store/manifest.json): live batches, retired ones, rejected files."""
+    path = ws / "ingesteddata" / "store" / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {"batches": [], "retired": [], "rejected": {}}
+
+
+def ingested_record(ws: Path) -> dict[str, dict[str, Any]]:
+    """The live batch of each ingested file, by name: sha256, size, mtime_ns, rows, rows_added, id, ingested_at."""
+    return {b["file"]: b for b in store_manifest(ws)["batches"]}
+
+
+def rejected_record(ws: Path) -> dict[str, dict[str, Any]]:
+    """The rejected files, by name: sha256, size, mtime_ns, reason, rejected_at."""
+    return store_manifest(ws)["rejected"]
 
 
 def tree_hashes(*folders: Path) -> dict[str, str]:

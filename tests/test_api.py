@@ -149,17 +149,82 @@ def test_bad_requests_are_4xx_json(client: Any, kwargs: dict[str, Any], status: 
     assert words in r.get_json()["error"]
 
 
-def test_too_many_rows_and_too_large_body(deployed: Path, tmp_path: Path) -> None:
+def limited_client(deployed: Path, tmp_path: Path, **api: int) -> Any:
+    """A test client for the deployed release with lowered api limits; tmp_path/drops is its input folder."""
     from app import create_app  # built by hand: the data folders of `deployed` with lower limits
-    cfg = write_config(tmp_path, input_folder_path=str(deployed / "sourcedata"),
+    (tmp_path / "drops").mkdir(exist_ok=True)
+    cfg = write_config(tmp_path, input_folder_path=str(tmp_path / "drops"),
                        test_data_path=str(deployed / "testdata"), output_folder_path=str(deployed / "ingesteddata"),
-                       prod_deployment_path=str(deployed / "production_deployment"),
-                       api={"max_rows": 100, "max_body_bytes": 5000})
-    c = create_app(cfg).test_client()
+                       prod_deployment_path=str(deployed / "production_deployment"), api=api)
+    return create_app(cfg).test_client()
+
+
+def test_too_many_rows_and_too_large_body(deployed: Path, tmp_path: Path) -> None:
+    c = limited_client(deployed, tmp_path, max_rows=100, max_body_bytes=50_000)
     r = c.get("/prediction?filepath=testdata.csv")  # a bare name is looked up in each data folder
     assert r.status_code == 413 and "100-row limit" in r.get_json()["error"]
-    r = c.post("/prediction", json={"records": ROWS * 200})
+    r = c.post("/prediction", json={"records": ROWS * 300})
     assert r.status_code == 413 and "limit" in r.get_json()["error"]
+
+
+HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees\n"
+GARBAGE = "\x00\x01 not;a,row\t\"\n"  # any parse of it is a 400
+
+
+@pytest.fixture
+def no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named file that gets parsed fails the test: the refusals below must come before any parsing."""
+    import apirequest
+
+    def parse_csv(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("the named file was parsed")
+    monkeypatch.setattr(apirequest, "parse_csv", parse_csv)
+
+
+def test_named_file_over_the_row_limit_is_refused_before_parsing(deployed: Path, tmp_path: Path) -> None:
+    c = limited_client(deployed, tmp_path, max_rows=100)
+    (tmp_path / "drops" / "garbage.csv").write_text(HEADER + GARBAGE * 40)
+    r = c.get("/prediction?filepath=garbage.csv")
+    assert r.status_code == 400, r.get_json()  # under the row limit it is parsed, and its content refused
+    (tmp_path / "drops" / "garbage.csv").write_text(HEADER + GARBAGE * 101)
+    for r in (c.get("/prediction?filepath=garbage.csv"), c.post("/prediction", json={"filepath": "garbage.csv"})):
+        # over it: 413 for its rows, not the 400 its content would get, so it was counted, not parsed
+        assert r.status_code == 413 and r.is_json, r.data
+        assert r.get_json()["error"] == "'garbage.csv' has 101 data rows, more than the 100-row limit (api.max_rows)"
+
+
+def test_named_file_over_the_row_limit_never_reaches_the_parser(deployed: Path, tmp_path: Path,
+                                                                no_parsing: None) -> None:
+    c = limited_client(deployed, tmp_path, max_rows=599)
+    r = c.get("/prediction?filepath=testdata.csv")  # 600 rows, each one valid
+    assert r.status_code == 413 and "600 data rows" in r.get_json()["error"]
+
+
+def test_named_file_over_the_size_limit_is_refused_before_reading(deployed: Path, tmp_path: Path,
+                                                                 no_parsing: None) -> None:
+    c = limited_client(deployed, tmp_path, max_body_bytes=5000)
+    size = (deployed / "testdata" / "testdata.csv").stat().st_size
+    r = c.post("/prediction", json={"filepath": "testdata.csv"})
+    assert r.status_code == 413 and r.is_json
+    assert r.get_json()["error"] == (f"'testdata.csv' is {size:,} bytes, more than the 5,000-byte limit "
+                                     f"(api.max_body_bytes)")
+    (tmp_path / "drops" / "garbage.csv").write_text(HEADER + GARBAGE * 1000)  # few rows, many bytes of garbage
+    r = c.get("/prediction?filepath=garbage.csv")
+    assert r.status_code == 413 and "bytes, more than the 5,000-byte limit" in r.get_json()["error"]
+
+
+def test_named_file_is_parsed_once_per_version(deployed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import apirequest
+    parsed = []
+    real = apirequest.parse_csv
+    monkeypatch.setattr(apirequest, "parse_csv", lambda *a, **kw: parsed.append(a[2]) or real(*a, **kw))
+    c = limited_client(deployed, tmp_path)
+    named = tmp_path / "drops" / "named.csv"
+    named.write_bytes((deployed / "testdata" / "testdata.csv").read_bytes())
+    first, again = (c.get("/prediction?filepath=named.csv").get_json() for _ in range(2))
+    assert first == again and first["rows"] == 600 and parsed == ["named.csv"]
+    named.write_bytes(named.read_bytes() + b"new,1,2,3,0\n")  # a new version is parsed again
+    assert c.get("/prediction?filepath=named.csv").get_json()["rows"] == 601 and len(parsed) == 2
 
 
 def test_unknown_route_and_method_are_json(client: Any) -> None:

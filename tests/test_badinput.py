@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from badinput import HEADER, KINDS, grow_file, one_row, write_bytes, write_corpus
+from badinput import BY_KIND, HEADER, KINDS, grow_file, one_row, write_bytes, write_corpus
 from config import load_config
-from conftest import ROOT, make_workspace, tree_hashes
+from conftest import ROOT, ingested_record, make_workspace, rejected_record, store_manifest, tree_hashes
 from datacontract import DataError, checked_parse, fast_parse, parse_csv
-from filerecord import INGESTED_FIELDS, REJECTED_FIELDS, escape_name, read_record
+from filerecord import escape_name
 
 CFG = load_config(ROOT / "config.json")
-STORED = ("finaldata.csv", "ingestedfiles.txt", "rowhashes.npz")
+EXPORTS = ("finaldata.csv", "ingestedfiles.txt")
 SETPRIV = shutil.which("setpriv")
 # Root reads a chmod 000 file anyway, so as root the runs drop every capability and keep uid 0: the file's mode
 # bits then apply as they would to a cron job's user, while the checkout and its venv (which may sit in a folder
@@ -51,13 +51,37 @@ def ingest(ws: Path, unprivileged: bool = DROP) -> tuple[dict[str, Any], str]:
 
 
 def stored(ws: Path) -> dict[str, bytes]:
-    """The bytes of what ingestion has stored."""
-    return {name: (ws / "ingesteddata" / name).read_bytes() for name in STORED}
+    """The bytes of what ingestion has stored: every file of the store (manifest, batches, index) and the exports."""
+    out = ws / "ingesteddata"
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "store").rglob("*")) if p.is_file()}
+    return {**files, **{name: (out / name).read_bytes() for name in EXPORTS}}
+
+
+def manifest_of(files: dict[str, bytes]) -> dict[str, Any]:
+    """The manifest among stored files."""
+    return json.loads(files["store/manifest.json"])
+
+
+def index_of(files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """The arrays of the index the manifest names (the dataset's row hashes, per batch the rows kept and new)."""
+    with np.load(io.BytesIO(files["store/" + manifest_of(files)["index"]])) as z:
+        return {name: z[name] for name in z.files}
+
+
+def ingested_data(files: dict[str, bytes]) -> dict[str, Any]:
+    """What stored files say was ingested, leaving out the rejected files and the bookkeeping a commit of them moves
+    (commit number, index file name, the exports' stat): the batches' bytes, the index's arrays, the exports' bytes,
+    the manifest's batches, retired versions and next batch id."""
+    manifest = manifest_of(files)
+    return {"batches": {name: data for name, data in files.items() if name.startswith("store/batches/")},
+            "index": {name: a.tobytes() for name, a in index_of(files).items()},
+            "exports": {name: files[name] for name in EXPORTS},
+            "manifest": {key: manifest[key] for key in ("format", "next_batch", "batches", "retired")}}
 
 
 def saved_hashes(ws: Path) -> np.ndarray:
-    with np.load(ws / "ingesteddata" / "rowhashes.npz") as z:
-        return z["hashes"]
+    """The store's sorted row hashes of the dataset."""
+    return index_of(stored(ws))["hashes"]
 
 
 def typed_rows(ws: Path) -> set[tuple[Any, ...]]:
@@ -80,15 +104,16 @@ def runs() -> Iterator[dict[str, Any]]:
     write_corpus(src, outside, [k["kind"] for k in IN_RUN if k["outcome"] not in LATE])
     out["B"], out["stderr_B"] = ingest(ws)
     out["stored_B"] = stored(ws)
-    out["rejected_B"] = read_record(ws / "ingesteddata" / "rejectedfiles.txt", REJECTED_FIELDS)
+    out["rejected_B"] = rejected_record(ws)
     write_corpus(src, outside, [k["kind"] for k in IN_RUN if k["outcome"] in LATE])
     out["sources"] = tree_hashes(src)
     out["C"], out["stderr_C"] = ingest(ws)
     out["stored_C"] = stored(ws)
     out["D"], out["stderr_D"] = ingest(ws)
     out["stored_D"] = stored(ws)
-    out["ingested"] = read_record(ws / "ingesteddata" / "ingestedfiles.txt", INGESTED_FIELDS)
-    out["rejected"] = read_record(ws / "ingesteddata" / "rejectedfiles.txt", REJECTED_FIELDS)
+    out["ingested"] = ingested_record(ws)
+    out["rejected"] = rejected_record(ws)
+    out["manifest"] = store_manifest(ws)
     out["rows"] = typed_rows(ws)
     yield out
     shutil.rmtree(base, ignore_errors=True)
@@ -130,7 +155,10 @@ def test_each_kind_meets_its_expected_outcome_in_a_real_run(runs: dict[str, Any]
         assert set(k["expect"]) <= rows, f"{want}: rows missing from finaldata.csv: {set(k['expect']) - rows}"
         if k["expect"]:  # and no other rows of its clients (a blank line is not a row, a quote not a value)
             assert of_kind(rows, k["kind"]) == set(k["expect"]), f"{want}: other rows in finaldata.csv"
-        assert runs["ingested"][name]["sha256"] == sha256(runs["ws"] / name), want
+        batch = runs["ingested"][name]
+        assert batch["sha256"] == sha256(runs["ws"] / name) and batch["id"] == done["batch"], want
+        assert (batch["rows"], batch["rows_added"]) == k["rows"], f"{want}: the store's batch {batch}"
+        assert name not in runs["rejected"], f"{want}: also recorded as rejected"
     elif k["outcome"] in ("rejected", "retried"):
         assert refused and not done, f"{want}, got {done}"
         reason = refused["reason"]
@@ -140,7 +168,10 @@ def test_each_kind_meets_its_expected_outcome_in_a_real_run(runs: dict[str, Any]
         assert len(told) == 1 and reason in told[0], f"{want}: one stderr line, got {told}"
         assert not of_kind(rows, k["kind"]), f"{want}: its rows reached finaldata.csv"
         recorded = runs["rejected"].get(name, {}).get("reason")
-        assert recorded == (reason if k["outcome"] == "rejected" else None), f"{want}: rejectedfiles.txt {recorded!r}"
+        assert recorded == (reason if k["outcome"] == "rejected" else None), f"{want}: recorded reason {recorded!r}"
+        if k["make"] is write_bytes:  # recorded with the content it was refused for: retried once that changes
+            assert runs["rejected"][name]["sha256"] == sha256(runs["ws"] / name), want
+        assert name not in runs["ingested"], f"{want}: in the store"
     else:
         for run in "BCD":
             assert not entry(runs[run], "ingested_files", name) and not entry(runs[run], "rejected_files", name), want
@@ -153,11 +184,16 @@ def test_each_kind_meets_its_expected_outcome_in_a_real_run(runs: dict[str, Any]
 
 
 def test_rejected_and_ignored_files_leave_stored_data_byte_for_byte(runs: dict[str, Any]) -> None:
-    assert runs["B"]["ingested_files"] == []
-    assert runs["stored_B"] == runs["stored_A"]
+    assert runs["B"]["ingested_files"] == [] and runs["B"]["rows_added"] == runs["B"]["rows_removed"] == 0
+    # The batches, the index's arrays, the exports and what the manifest says was ingested: all as run A left them.
+    assert ingested_data(runs["stored_B"]) == ingested_data(runs["stored_A"])
+    # The only change to the store: the rejected files are recorded (and nothing else is among them).
+    assert manifest_of(runs["stored_A"])["rejected"] == {}
+    assert set(runs["rejected_B"]) == {f"sourcedata/{k['file']}" for k in IN_RUN if k["outcome"] == "rejected"}
     refused = [k for k in IN_RUN if k["outcome"] in ("rejected", "retried")]
     assert len(runs["B"]["rejected_files"]) == len(refused)
     assert runs["B"]["files_seen"] == runs["A"]["files_seen"] + len(refused)  # ignored kinds are not data files
+    assert runs["rejected"] == runs["rejected_B"]  # not retried since, so recorded as they were
 
 
 def test_good_files_only_append_and_a_run_with_nothing_new_changes_nothing(runs: dict[str, Any]) -> None:
@@ -165,11 +201,15 @@ def test_good_files_only_append_and_a_run_with_nothing_new_changes_nothing(runs:
     assert after["finaldata.csv"].startswith(before["finaldata.csv"])
     assert after["finaldata.csv"].count(b"\n") > before["finaldata.csv"].count(b"\n")
     old_lines = before["ingestedfiles.txt"].decode().splitlines()
-    assert set(old_lines) <= set(after["ingestedfiles.txt"].decode().splitlines())
-    with np.load(io.BytesIO(before["rowhashes.npz"])) as z:
-        old_hashes = z["hashes"]
-    assert np.isin(old_hashes, saved_hashes(runs["ws"])).all()
-    assert runs["stored_D"] == runs["stored_C"]
+    new_lines = after["ingestedfiles.txt"].decode().splitlines()
+    assert new_lines[:len(old_lines)] == old_lines and len(new_lines) == len(runs["ingested"])
+    # Earlier batches are immutable and stay live: the same bytes, the same manifest entries, first in order.
+    old_batches = {name: data for name, data in before.items() if name.startswith("store/batches/")}
+    assert old_batches and {name: after[name] for name in old_batches} == old_batches
+    old_live = manifest_of(before)["batches"]
+    assert manifest_of(after)["batches"][:len(old_live)] == old_live and manifest_of(after)["retired"] == []
+    assert np.isin(index_of(before)["hashes"], saved_hashes(runs["ws"])).all()
+    assert runs["stored_D"] == runs["stored_C"]  # every file of the store and both exports, byte for byte
     assert runs["D"]["ingested_files"] == []
     assert tree_hashes(runs["ws"] / "sourcedata") == runs["sources"]  # nothing moved, changed or deleted
     df = parse_csv(after["finaldata.csv"], CFG, "finaldata.csv")
@@ -275,13 +315,36 @@ def test_a_file_growing_while_ingestion_reads_it_never_lands_half_a_row(tmp_path
     assert stored(ws)["finaldata.csv"].startswith(before["finaldata.csv"])
     after, _ = ingest(ws, unprivileged=False)  # the file is finished now: every row arrives, once
     assert entry(after, "ingested_files", name), after
+    assert ingested_record(ws)[name]["sha256"] == sha256(path) and name not in rejected_record(ws)
     assert of_kind(typed_rows(ws), "growing") == finished
     assert first["rows_added"] + len(finished) == len(parse_csv(stored(ws)["finaldata.csv"], CFG, "finaldata.csv"))
 
 
+@pytest.mark.skipif(not CAN_BE_UNREADABLE, reason="as root without setpriv chmod 000 stops nothing")
+def test_an_unreadable_file_is_reported_every_run_and_ingested_once_made_readable(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    write_corpus(ws / "sourcedata", ws / "outside", ["unreadable"])
+    k, name = BY_KIND["unreadable"], "sourcedata/unreadable.csv"
+    path = ws / name
+    for _ in range(2):  # not recorded: the reason is told again every run, and nothing of it is stored
+        result, stderr = ingest(ws)
+        refused = entry(result, "rejected_files", name)
+        assert refused and re.search(k["reason"], refused["reason"]) and refused["reason"] in stderr, result
+        assert name not in rejected_record(ws) and name not in ingested_record(ws)
+    st = path.stat()
+    path.chmod(0o644)  # made readable: its ctime changes, its size and mtime do not
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    result, _ = ingest(ws)
+    done = entry(result, "ingested_files", name)
+    assert done and (done["rows_read"], done["rows_added"]) == k["rows"], result
+    assert of_kind(typed_rows(ws), "unreadable") == set(k["expect"])
+    assert ingested_record(ws)[name]["sha256"] == sha256(path)
+
+
 def test_write_corpus_from_the_command_line(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, str(ROOT / "tests" / "badinput.py"), str(tmp_path / "in")],
-                       capture_output=True, text=True, timeout=60)
+    # As its usage line says: PYTHONPATH=. python tests/badinput.py OUTDIR, from the checkout.
+    p = subprocess.run([sys.executable, str(ROOT / "tests" / "badinput.py"), str(tmp_path / "in")], cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": "."}, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert f"wrote {len(KINDS)} kinds" in p.stdout
     names = set(os.listdir(tmp_path / "in"))

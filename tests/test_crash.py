@@ -4,7 +4,8 @@ The campaign: two workspaces, each a seeded series of cycles: a data drop (new c
 earlier rows, a large file, a bad file, a touched file, or nothing), then fullprocess killed with SIGKILL one to
 three times in a row (after a random delay, or the moment an observable point is reached), then a normal run. After
 every kill: every artifact parses, the deployment is one complete release, the history store passes
-PRAGMA integrity_check, and finaldata.csv holds every row of the recorded files and nothing else, each once. After
+PRAGMA integrity_check, and the ingested store is whole (its manifest parses, the batches and index it names read)
+and holds every row of the ingested files and nothing else, each once (so do its exports when in step). After
 every normal run: it exited 0 and finished everything (campaign.check_done), and the next tick has nothing to do.
 The quick form (make test) survives SIZES["kills"] kills; SOAK=1 (make soak) the long form.
 """
@@ -37,21 +38,35 @@ from campaign import (
     prepared_workspace,
     query,
     register_shipped,
-    sha,
 )
+from conftest import tree_hashes
 
 SEED = 20261127
 CHAINS = 2  # two workspaces side by side: one per core
 KINDS = {"new": 26, "flip": 10, "dup": 8, "mixed": 8, "small": 6, "large": 8, "bad": 10, "odd": 6, "touch": 8,
          "none": 10}
 # Points of a run observable from outside, in the order a run reaches them (the last one reached names where a
-# kill landed): a file's inode changes when it is replaced, a link when it is switched.
-MARKERS = [("ingesteddata/finaldata.csv", "data appended"), ("ingesteddata/ingestedfiles.txt", "ingestion recorded"),
+# kill landed): a store batch or index appears (the store writes them before the manifest that names them), a file
+# is replaced or appended to (its inode or mtime changes), a link is switched.
+BATCHES, STORE, MANIFEST = "ingesteddata/store/batches", "ingesteddata/store", "ingesteddata/store/manifest.json"
+MARKERS = [(BATCHES, "batch written"), (STORE, "index written"), (MANIFEST, "store committed"),
+           ("ingesteddata/finaldata.csv", "finaldata exported"),
+           ("ingesteddata/ingestedfiles.txt", "file list exported"),
            ("models/trainedmodel.pkl", "model written"), ("models/trainedmodel.json", "model trained"),
            ("models/scores.json", "model scored"), ("production_deployment/releases", "release built"),
            ("production_deployment/current", "release switched"), ("history", "run recorded"),
            ("models/diagnostics.json", "diagnostics written"), ("reports/report.pdf", "report written")]
-TEMP_FOLDERS = ("ingesteddata", "models", "reports", "production_deployment", "production_deployment/releases")
+TEMP_FOLDERS = ("ingesteddata", STORE, "models", "reports", "production_deployment", "production_deployment/releases")
+
+
+def store_files(folder: Path, pattern: str) -> dict[str, tuple[int, int]]:
+    """The store's files of a kind (batches, indexes), by name: (inode, mtime)."""
+    out = {}
+    for p in folder.glob(pattern):
+        with contextlib.suppress(OSError):  # removed as garbage meanwhile
+            st = p.stat()
+            out[p.name] = (st.st_ino, st.st_mtime_ns)
+    return out
 
 
 def marker_state(ws: Path) -> dict[str, Any]:
@@ -59,7 +74,11 @@ def marker_state(ws: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for rel, label in MARKERS:
         p = ws / rel
-        if label == "release built":
+        if label == "batch written":
+            out[label] = store_files(p, "*.parquet")
+        elif label == "index written":
+            out[label] = store_files(p, "index-*.npz")
+        elif label == "release built":
             out[label] = sorted(os.listdir(p)) if p.exists() else []
         elif label == "release switched":
             out[label] = os.readlink(p) if p.is_symlink() else None
@@ -70,18 +89,27 @@ def marker_state(ws: Path) -> dict[str, Any]:
     return out
 
 
+def appeared(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a store file was written between two listings (garbage removed is not a write)."""
+    return any(before.get(name) != seen for name, seen in after.items())
+
+
 def phase(before: dict[str, Any], after: dict[str, Any]) -> str:
     """The furthest marker a killed run changed."""
-    reached = [label for _, label in MARKERS if before[label] != after[label]]
+    reached = [label for _, label in MARKERS
+               if (appeared(before[label], after[label]) if label in ("batch written", "index written")
+                   else before[label] != after[label])]
     return reached[-1] if reached else "start-up, scan or drift check"
 
 
-EVENTS = ["a temp file being written", "finaldata replaced", "ingestion recorded", "model trained",
-          "release switched", "report written"]
+EVENTS = ["a temp file being written", "a batch being written", "store committed", "finaldata exported",
+          "model trained", "release switched", "report written"]
 
 
 def events(ws: Path) -> dict[str, Callable[[], bool]]:
-    """Points a run reaches, checked from outside every few milliseconds."""
+    """Points a run reaches, checked from outside every few milliseconds: a batch file appearing (killed there, the
+    run dies mid-batch or between the batch and the manifest), the manifest replaced (between the manifest and the
+    exports), finaldata.csv written (mid-export), and later steps."""
     def changed(rel: str) -> Callable[[], bool]:
         p = ws / rel
         first = (p.stat().st_ino, p.stat().st_mtime_ns) if p.exists() else None
@@ -99,10 +127,17 @@ def events(ws: Path) -> dict[str, Callable[[], bool]]:
                 if any(".tmp-" in n or ".partial-" in n for n in os.listdir(ws / folder)):
                     return True
         return False
+    batches = ws / BATCHES
+    first_batches = store_files(batches, "*.parquet")
+
+    def batch_file() -> bool:
+        """A new batch file is there (being written, or written and not yet committed)."""
+        return appeared(first_batches, store_files(batches, "*.parquet"))
     link = ws / "production_deployment" / "current"
     first_link = os.readlink(link)
-    return {EVENTS[0]: temp_file, "finaldata replaced": changed("ingesteddata/finaldata.csv"),
-            "ingestion recorded": changed("ingesteddata/ingestedfiles.txt"),
+    return {EVENTS[0]: temp_file, "a batch being written": batch_file,
+            "store committed": changed(MANIFEST),
+            "finaldata exported": changed("ingesteddata/finaldata.csv"),
             "model trained": changed("models/trainedmodel.json"),
             "release switched": lambda: os.readlink(link) != first_link,
             "report written": changed("reports/report.pdf")}
@@ -175,6 +210,15 @@ def normal_run(ws: Path, drops: Drops) -> float:
     return seconds
 
 
+@contextlib.contextmanager
+def told(seed: int, kind: str, runs: list[str]) -> Iterator[None]:
+    """A failed check names the chain's seed, the cycle's drop and the runs of the cycle so far."""
+    try:
+        yield
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed}, drop {kind}, then: {'; '.join(runs)}:\n{e}") from e
+
+
 def campaign(template: Path, ws: Path, seed: int, kills: int) -> tuple[list[tuple[str, str]], Counter]:
     """One workspace's series of drops, kills and normal runs; returns (how, where) of every kill, and the seconds
     spent killing, checking and in normal runs."""
@@ -189,6 +233,7 @@ def campaign(template: Path, ws: Path, seed: int, kills: int) -> tuple[list[tupl
         kind = plan.choices(list(KINDS), weights=list(KINDS.values()))[0]
         if kind != "none":
             drop(drops, kind, ws)
+        since: list[str] = []  # this cycle's kills, named in any failure: where to look
         for _ in range(plan.choice([2, 3, 3, 4])):
             before = marker_state(ws)
             t0 = time.monotonic()
@@ -200,15 +245,19 @@ def campaign(template: Path, ws: Path, seed: int, kills: int) -> tuple[list[tupl
             else:
                 how = kill(ws, delay=typical * plan.random())
             t1 = time.monotonic()
-            if how:
-                check_whole(ws, drops)
-                landed.append((how, phase(before, marker_state(ws))))
-            else:
-                check_done(ws, drops)
+            with told(seed, kind, since):
+                if how:
+                    since.append(f"killed {how} (reached: {phase(before, marker_state(ws))})")
+                    check_whole(ws, drops)
+                    landed.append((how, phase(before, marker_state(ws))))
+                else:
+                    since.append("a run not killed")
+                    check_done(ws, drops)
             spent["killing"] += t1 - t0
             spent["checking"] += time.monotonic() - t1
         t0 = time.monotonic()
-        typical = max(typical * 0.8, normal_run(ws, drops))
+        with told(seed, kind, [*since, "the normal run"]):
+            typical = max(typical * 0.8, normal_run(ws, drops))
         spent["normal runs"] += time.monotonic() - t0
     return landed, spent
 
@@ -396,11 +445,11 @@ def test_a_history_store_that_cannot_be_written_fails_the_tick_in_one_line(templ
     fails before changing anything, and says so; once the store is writable again the next run does the work."""
     ws = clone(template, tmp_path / "ws")
     drops = shipped_drops(ws)
-    before = {p: sha(p) for p in (ws / "ingesteddata").iterdir() if p.is_file()}
+    before = tree_hashes(ws / "ingesteddata")         # the store and its exports
     with read_only(ws / "history"):
         p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
     assert_one_clear_line(p, "the history store history/history.sqlite3 cannot be read (unable to open database")
-    assert {p: sha(p) for p in (ws / "ingesteddata").iterdir() if p.is_file()} == before
+    assert tree_hashes(ws / "ingesteddata") == before
     p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and "deployed release 2" in p.stdout, p.stdout + p.stderr
     check_done(ws, drops)
@@ -428,12 +477,31 @@ def test_a_history_store_that_cannot_be_read_stops_the_run_before_it_changes_any
     drops = shipped_drops(ws)
     store = ws / "history" / "history.sqlite3"
     store.write_bytes(b"this is not an SQLite file\n" * 200)
-    before = {p: sha(p) for p in (ws / "ingesteddata").iterdir() if p.is_file()}
+    before = tree_hashes(ws / "ingesteddata")         # the store and its exports
     p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
     line = assert_one_clear_line(p, "the history store history/history.sqlite3 cannot be read")
     assert "file is not a database" in line, line
-    assert {p: sha(p) for p in (ws / "ingesteddata").iterdir() if p.is_file()} == before
+    assert tree_hashes(ws / "ingesteddata") == before
     store.unlink()                                   # the operator moves the broken store aside
     p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and "deployed release 2" in p.stdout, p.stdout + p.stderr
     check_done(ws, drops)
+
+
+def test_a_run_killed_between_the_store_commit_and_its_exports_leaves_them_to_the_next_tick(template, tmp_path):
+    """Killed after the store's manifest names the new batches but before finaldata.csv and ingestedfiles.txt are
+    written, a run leaves the exports as the previous commit left them: the next tick must bring them up to date
+    (and the release it deploys must list every ingested file)."""
+    calm = clone(template, tmp_path / "calm")
+    assert kill(calm, op=0) is None                    # op 0: no kill, the run's file operations listed
+    ops = (tmp_path / "calm.killpoint").read_text().splitlines()
+    commit = ops.index("os.rename ingesteddata/store/manifest.json")
+    ws = clone(template, tmp_path / "ws")
+    assert kill(ws, op=commit + 2) == f"before {ops[commit + 1]}"  # the first operation after the commit
+    drops = shipped_drops(ws)
+    check_whole(ws, drops)
+    p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and "deployed release 2" in p.stdout, p.stdout + p.stderr
+    check_done(ws, drops)
+    listed = (ws / "production_deployment" / "current" / "ingestedfiles.txt").read_text().splitlines()
+    assert sorted(listed) == sorted(drops.good)

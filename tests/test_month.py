@@ -25,10 +25,9 @@ from campaign import (
     free_port,
     query,
     read_rows,
-    record,
     register_shipped,
 )
-from conftest import make_workspace, write_config
+from conftest import ingested_record, make_workspace, rejected_record, write_config
 
 SEED = 20261127
 SETTINGS = {  # small retention settings, so a simulated day already rotates and prunes; a challenger trained with
@@ -92,9 +91,10 @@ def test_an_unattended_month(tmp_path):
     # Every good row once, every bad file rejected, nothing left unchecked or half-written.
     check_done(ws, drops)
     # A touched file is hashed once, then its record carries the new mtime: no later tick reads it again.
-    for name, fields in record(ws, "ingestedfiles.txt").items():
+    for name, entry in ingested_record(ws).items():
         st = (ws / name).stat()
-        assert fields[2:4] == [str(st.st_size), str(st.st_mtime_ns)], f"{name} would be hashed on every tick"
+        assert [entry["size"], entry["mtime_ns"]] == [st.st_size, st.st_mtime_ns], \
+            f"{name} would be hashed on every tick"
     # A retrain after each drifting drop, none after a drop without drift; deployments only after a retrain.
     drift_ticks = {t for t, kind in plan.items() if kind in DRIFTING}
     maybe_ticks = {t for t, kind in plan.items() if kind in MAYBE}
@@ -138,7 +138,7 @@ def test_an_unattended_month(tmp_path):
         "drops": dict(Counter(plan.values())), "drifting_drops": len(drift_ticks),
         "practice_period_drops_retrained": f"{len(retrain_ticks & maybe_ticks)} of {len(maybe_ticks)}",
         "rows_in_finaldata": len(read_rows(ws / "ingesteddata" / "finaldata.csv")),
-        "files_ingested": len(record(ws, "ingestedfiles.txt")), "files_rejected": len(record(ws, "rejectedfiles.txt")),
+        "files_ingested": len(ingested_record(ws)), "files_rejected": len(rejected_record(ws)),
         "checks_by_drop_kind": dict(sorted(verdicts.items())), "decisions": dict(decided),
         "releases_deployed": len(released), "releases_kept": kept,
         "reports_kept": len(reports), "report_bytes": size((ws / "reports").iterdir()),

@@ -1,0 +1,256 @@
+"""Where files land: the ingested store against the ways real data arrives. A file copied in slowly while ticks run,
+a 30 GB file beside a good one, a corrected re-delivery, the exports re-saved or deleted by hand, a manifest broken
+by hand, a rollback racing a deployment. Every step is a real script run in a workspace of its own."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import deployment
+from campaign import clone
+from config import load_config
+from conftest import ROOT, make_workspace, run_json, run_script, write_config
+
+HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+COLUMNS = HEADER.strip().split(",")
+
+
+def manifest(ws: Path) -> dict[str, Any]:
+    """The store's manifest."""
+    return json.loads((ws / "ingesteddata" / "store" / "manifest.json").read_text())
+
+
+def stored(ws: Path) -> set[tuple[str, ...]]:
+    """The rows of finaldata.csv (the store's export), as text tuples."""
+    df = pd.read_csv(ws / "ingesteddata" / "finaldata.csv", dtype=str, keep_default_na=False)
+    assert list(df.columns) == COLUMNS
+    return set(df.itertuples(index=False, name=None))
+
+
+def rows_of(text: str) -> set[tuple[str, ...]]:
+    """The data rows of CSV text we wrote, as text tuples."""
+    return {tuple(line.split(",")) for line in text.splitlines()[1:] if line}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose shipped source data is ingested and deployed as release 1."""
+    ws = make_workspace(tmp_path_factory.mktemp("store") / "ws")
+    assert run_script("fullprocess.py", ws).returncode == 0
+    return ws
+
+
+# ---------------------------------------------------------------- landing
+
+def test_a_file_copied_in_slowly_while_ticks_run_ends_with_exactly_its_final_rows(deployed, tmp_path):
+    """A writer pauses at random byte positions (mid-number, mid-row, right after a line end) while cron ticks run
+    with the real landing rule; no row that exists in no version of the file is ever stored."""
+    ws = clone(deployed, tmp_path / "ws")
+    write_config(ws, ingestion={"settle_seconds": 1.0, "unterminated_seconds": 30.0})
+    rng = random.Random(7)
+    text = HEADER + "".join(f"slow{i:04d},{rng.randint(0, 900)},{rng.randint(0, 3000)},{rng.randint(1, 90)},"
+                            f"{rng.randint(0, 1)}\n" for i in range(400))
+    cuts = sorted(rng.sample(range(1, len(text)), 12)) + [len(text)]
+    target = ws / "sourcedata" / "slow.csv"
+    versions = []
+    with open(target, "w") as f:
+        start = 0
+        for cut in cuts:
+            f.write(text[start:cut])
+            f.flush()
+            start = cut
+            versions.append(text[:cut])
+            for _ in range(2):  # ticks while the writer pauses: some see it fresh, some settled mid-row
+                p = run_script("fullprocess.py", ws)
+                assert p.returncode == 0, p.stderr
+                assert rows_of(text) >= {r for r in stored(ws) if r[0].startswith("slow")}, "a partial row was stored"
+            time.sleep(rng.choice([0.2, 1.3]))
+    time.sleep(1.2)
+    assert run_script("fullprocess.py", ws).returncode == 0
+    assert {r for r in stored(ws) if r[0].startswith("slow")} == rows_of(text)
+    live = [b for b in manifest(ws)["batches"] if b["file"] == "sourcedata/slow.csv"]
+    assert len(live) == 1 and live[0]["rows"] == 400
+
+
+def test_a_huge_sparse_file_is_rejected_and_does_not_block_a_good_one(deployed, tmp_path):
+    """30 GB of NUL bytes (a sparse file: no disk used) beside a good file: the good one is ingested, the huge one
+    rejected with one line naming it, in bounded memory; the next run does not read it again."""
+    ws = clone(deployed, tmp_path / "ws")
+    huge = ws / "sourcedata" / "huge.csv"
+    with open(huge, "wb") as f:
+        f.truncate(30 * 2**30)
+    (ws / "sourcedata" / "good.csv").write_text(HEADER + "gooda,1,2,3,0\ngoodb,4,5,6,1\n")
+    cmd = [sys.executable, str(ROOT / "ingestion.py"), "--config", str(ws / "config.json"), "--json"]
+    p = subprocess.run(["prlimit", f"--as={3 * 2**30}", *cmd], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert [f["name"] for f in result["ingested_files"]] == ["sourcedata/good.csv"]
+    (reason,) = [f["reason"] for f in result["rejected_files"] if f["name"] == "sourcedata/huge.csv"]
+    assert reason.startswith("sourcedata/huge.csv: ") and "\n" not in reason
+    assert {("gooda", "1", "2", "3", "0"), ("goodb", "4", "5", "6", "1")} <= stored(ws)
+    started = time.monotonic()
+    again = run_json("ingestion.py", ws)
+    assert again["rejected_files"] == [] and again["still_rejected_files"] == 1
+    assert time.monotonic() - started < 60  # not hashed nor read again: 30 GB would take minutes
+
+
+# ---------------------------------------------------------------- corrections
+
+def corrected(ws: Path) -> tuple[str, str]:
+    """A client file delivered, then delivered again under the same name with one label corrected."""
+    src = ws / "sourcedata" / "client.csv"
+    first = HEADER + "corra,10,20,3,0\ncorrb,11,21,4,1\ncorrc,12,22,5,0\n"
+    src.write_text(first)
+    assert run_script("ingestion.py", ws).returncode == 0
+    second = first.replace("corrb,11,21,4,1", "corrb,11,21,4,0")
+    recorded = src.stat().st_mtime_ns
+    src.write_text(second)  # same size: only the content hash tells
+    os.utime(src, ns=(recorded, recorded - 10**9))  # another mtime whatever the clock's granularity, in the past
+    return first, second
+
+
+def test_a_corrected_redelivery_replaces_the_wrong_row(deployed, tmp_path):
+    ws = clone(deployed, tmp_path / "ws")
+    first, second = corrected(ws)
+    p = run_script("ingestion.py", ws)
+    assert p.returncode == 0, p.stderr
+    assert "a new version: 1 rows removed" in p.stdout and "1 rows" in p.stdout, p.stdout
+    rows = {r for r in stored(ws) if r[0].startswith("corr")}
+    assert rows == rows_of(second)
+    m = manifest(ws)
+    assert [b["file"] for b in m["retired"]] == ["sourcedata/client.csv"]
+    assert [b["file"] for b in m["batches"]].count("sourcedata/client.csv") == 1
+    # The model trains on the store: the corrected label alone
+    assert run_script("training.py", ws).returncode == 0
+
+
+def test_with_on_change_append_both_versions_stay(deployed, tmp_path):
+    ws = clone(deployed, tmp_path / "ws")
+    write_config(ws, ingestion={"settle_seconds": 0, "unterminated_seconds": 0, "on_change": "append"})
+    first, second = corrected(ws)
+    assert run_script("ingestion.py", ws).returncode == 0
+    assert {r for r in stored(ws) if r[0].startswith("corr")} == rows_of(first) | rows_of(second)
+
+
+def test_a_file_that_grew_after_it_was_ingested_ends_with_exactly_its_rows(deployed, tmp_path):
+    ws = clone(deployed, tmp_path / "ws")
+    src = ws / "sourcedata" / "grow.csv"
+    src.write_text(HEADER + "growa,1,2,3,0\n")
+    assert run_script("ingestion.py", ws).returncode == 0
+    with open(src, "a") as f:
+        f.write("growb,4,5,6,1\n")
+    assert run_script("ingestion.py", ws).returncode == 0
+    assert {r for r in stored(ws) if r[0].startswith("grow")} == {("growa", "1", "2", "3", "0"),
+                                                                   ("growb", "4", "5", "6", "1")}
+
+
+# ---------------------------------------------------------------- the exports
+
+@pytest.mark.parametrize("damage", ["crlf", "delete", "edit"])
+def test_exports_edited_or_deleted_by_hand_are_rebuilt_and_no_tick_breaks(deployed, tmp_path, damage):
+    ws = clone(deployed, tmp_path / "ws")
+    final, record = ws / "ingesteddata" / "finaldata.csv", ws / "ingesteddata" / "ingestedfiles.txt"
+    before = (final.read_bytes(), record.read_bytes())
+    if damage == "crlf":  # re-saved by a spreadsheet: a valid CSV still
+        final.write_bytes(final.read_bytes().replace(b"\n", b"\r\n"))
+    elif damage == "delete":
+        final.unlink()
+        record.unlink()
+    else:
+        final.write_text(HEADER + "madeup,1,1,1,1\n")
+    p = run_script("fullprocess.py", ws)
+    assert p.returncode == 0 and p.stdout.startswith("no new data"), p.stderr
+    assert (final.read_bytes(), record.read_bytes()) == before
+    # and the next ticks are plain no-new-data ticks again
+    assert run_script("fullprocess.py", ws).stdout.startswith("no new data")
+    (ws / "sourcedata" / "more.csv").write_text(HEADER + "morea,1,2,3,0\n")
+    p = run_script("fullprocess.py", ws)
+    assert p.returncode == 0 and "ingested 1 new file" in p.stdout, p.stderr
+
+
+def test_the_practice_data_survives_a_deleted_export(tmp_path):
+    """The practice and production configs share the store: rebuilding the exports never drops the rows of files
+    that only the other config's folder holds."""
+    ws = make_workspace(tmp_path / "ws")
+    assert run_script("fullprocess.py", ws, config="config.practice.json").returncode == 0
+    assert run_script("fullprocess.py", ws).returncode == 0
+    names = (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()
+    assert names == ["practicedata/dataset1.csv", "practicedata/dataset2.csv", "sourcedata/dataset3.csv",
+                     "sourcedata/dataset4.csv"]
+    rows = stored(ws)
+    (ws / "ingesteddata" / "finaldata.csv").unlink()
+    assert run_script("fullprocess.py", ws).returncode == 0
+    assert stored(ws) == rows
+    assert (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines() == names
+
+
+def test_a_manifest_broken_by_hand_fails_the_tick_in_one_recorded_line(deployed, tmp_path):
+    ws = clone(deployed, tmp_path / "ws")
+    m = manifest(ws)
+    (ws / "ingesteddata" / "store" / "manifest.json").write_text("{ not json")
+    p = run_script("fullprocess.py", ws)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "manifest.json: unreadable store manifest" in p.stderr
+    db = sqlite3.connect(ws / "history" / "history.sqlite3")
+    (outcome, summary), = db.execute("SELECT outcome, summary FROM runs WHERE step = 'fullprocess' "
+                                     "ORDER BY id DESC LIMIT 1").fetchall()
+    db.close()
+    assert outcome == "failed" and "unreadable store manifest" in summary
+    (ws / "ingesteddata" / "store" / "manifest.json").write_text(json.dumps(m))
+    assert run_script("fullprocess.py", ws).stdout.startswith("no new data")  # restored: all is well again
+
+
+# ---------------------------------------------------------------- concurrency
+
+def test_training_waits_for_a_deployment_in_progress(deployed, tmp_path):
+    """Training, scoring-free deployment and rollback share one lock: a manual training.py started while a
+    deployment holds it writes nothing until the deployment is done, so no release mixes two trainings."""
+    ws = clone(deployed, tmp_path / "ws")
+    lock = ws / "production_deployment" / ".deployment.lock"
+    model = ws / "models" / "trainedmodel.pkl"
+    before = model.stat().st_mtime_ns
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a deployment holds while it copies models/
+        proc = subprocess.Popen([sys.executable, str(ROOT / "training.py"), "--config", str(ws / "config.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+        assert proc.poll() is None and model.stat().st_mtime_ns == before, "training wrote under a deployment"
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert model.stat().st_mtime_ns != before
+
+
+def test_a_rollback_during_a_tick_stands(deployed, tmp_path):
+    """The tick compared its challenger with release 2; a rollback to release 1 came first: nothing is deployed
+    over it, and the tick's decision says why."""
+    ws = clone(deployed, tmp_path / "ws")
+    assert run_script("fullprocess.py", ws, "--force").returncode == 0  # release 2
+    cfg = load_config(ws / "config.json")
+    assert run_script("training.py", ws).returncode == 0 and run_script("scoring.py", ws).returncode == 0
+    assert run_script("deployment.py", ws, "--rollback").returncode == 0  # back to release 1
+    with pytest.raises(deployment.Superseded, match="release 1 became current"):
+        deployment.deploy(cfg, expected=2)
+    assert os.readlink(ws / "production_deployment" / "current") == "releases/0001"
+
+
+def test_a_deleted_index_is_rebuilt_from_the_batches(deployed, tmp_path):
+    """The index is derived data: deleted by hand, it is rebuilt from the batches, and nothing is lost or doubled."""
+    ws = clone(deployed, tmp_path / "ws")
+    rows = stored(ws)
+    (ws / "ingesteddata" / "store" / manifest(ws)["index"]).unlink()
+    (ws / "sourcedata" / "more.csv").write_text(HEADER + "morea,1,2,3,0\n" + "".join(
+        ",".join(r) + "\n" for r in sorted(rows)[:3]))  # three rows the store holds already
+    p = run_script("ingestion.py", ws)
+    assert p.returncode == 0 and "1 rows, 3 duplicates dropped" in p.stdout, (p.stdout, p.stderr)
+    assert stored(ws) == rows | {("morea", "1", "2", "3", "0")}
