@@ -12,7 +12,7 @@ Endpoints (openapi.json describes them; GET /openapi.json serves it):
                        (with Accept: text/plain, the bare F1 as text)
     GET  /summarystats summary statistics of the ingested data
     GET  /diagnostics  timings, missing data, dependency table, latest drift check
-    GET  /health       liveness and the deployed release
+    GET  /health       liveness, the deployed release and the last successful fullprocess run (and its age)
     GET  /dashboard    the report's facts as a web page; /dashboard/report.pdf the latest PDF report
 
 apirequest.py turns a request into rows and says what a client must fix: 4xx with {"error": ...}. A file path is
@@ -234,11 +234,13 @@ def diagnostics_view() -> Response:
 
 @api.get("/health")
 def health() -> Response:
-    """Liveness and the deployed release."""
+    """Liveness, the deployed release and the last successful fullprocess run: its age shows a cron that died."""
     risk = _risk()
     release = releases.current_release(risk.cfg)
+    # one indexed row; a store that cannot be read gives null (logged): the API itself is still alive
+    last = history.safely(risk.cfg, "cannot be read for /health", history.last_successful_run)
     return jsonify({"status": "ok", "release": release["version"] if release else None,
-                    "model_loaded": risk.release[1] is not None})
+                    "model_loaded": risk.release[1] is not None, "last_successful_run": last})
 
 
 @api.get("/openapi.json")

@@ -79,6 +79,9 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "reporting.reports_kept": (10, int, "", "dated copies of the PDF report kept in report_folder_path"),
     "log.max_bytes": (1_000_000, int, "", "a log file is rotated past this size"),
     "log.backups": (3, int, "", "rotated log files kept per step"),
+    "alerts.urls": ([], list, "", "Apprise URLs told when something matters (json://, mailto://, slack://, ...); "
+                                  "none = no alerts"),
+    "alerts.cooldown_minutes": (60.0, float, "", "an alert of one kind is sent to a URL at most once this long"),
 }
 
 

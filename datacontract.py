@@ -383,6 +383,8 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str) -> Iterator[pd.Dat
         while True:
             more = f.read(size)
             data = rest + more
+            if not data:
+                return
             cut = _row_end(data) if more else len(data)
             if cut == 0:
                 raise DataError(f"{source}: a row longer than {size:,} bytes after row {row - 1}, expected rows of "

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 # Only light modules here: the no-new-data tick runs this far. The heavy steps (pandas, scikit-learn) are imported
 # where new data has been found.
+import alerts
 import artifacts
 import cli
 import deployment
@@ -79,6 +80,8 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
         result = _failed(f"cannot work in {display_path(cfg, lock.parent)}: {e}")
         if not dry_run:
             _record_tick(cfg, tick, result)
+    if not dry_run:  # after recording (recovered is read from the history); never raises
+        alerts.send_for_tick(cfg, result)
     if result["outcome"] == "failed":  # cli.run logs it: the one line on stderr, and exits 1 (2 for the config)
         raise (ConfigError if result.get("config_error") else cli.StepError)(result["line"])
     return result

@@ -22,7 +22,7 @@ from config import display_path
 log = logging.getLogger("history")
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # version -> SQL that upgrades a file of the previous version (schema.sql is the current version whole).
 MIGRATIONS: dict[int, str] = {
     # drift checks name store batches instead of byte offsets into finaldata.csv
@@ -30,6 +30,10 @@ MIGRATIONS: dict[int, str] = {
        "ALTER TABLE drift_checks ADD COLUMN batch_to INTEGER NOT NULL DEFAULT 0; "
        "ALTER TABLE drift_checks DROP COLUMN data_end_bytes; "
        "CREATE INDEX IF NOT EXISTS drift_checks_release ON drift_checks(release, id);",
+    # alerts.py: what was sent to whom and when, for its cooldown
+    3: "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, "
+       "target TEXT NOT NULL, delivered INTEGER NOT NULL, title TEXT NOT NULL DEFAULT ''); "
+       "CREATE INDEX IF NOT EXISTS alerts_target ON alerts(target, kind, id);",
 }
 TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")  # shown in timings and trends
 LOW_DISK_BYTES = 10 * 2**20
@@ -148,9 +152,11 @@ def last_checked_batch(db: sqlite3.Connection) -> int:
 
 
 def past_new_scores(db: sqlite3.Connection, release: int) -> list[float]:
-    """Scores of a release's model on earlier batches of new data (conclusive checks only), oldest first."""
+    """Scores of a release's model on earlier batches of new data, of conclusive no-drift checks only, oldest first:
+    a score that was itself found to be drift never lowers the bar for the next (a lasting drop would otherwise
+    stop being called drift after a few ticks when the challenger is refused)."""
     rows = db.execute("SELECT new_score FROM drift_checks WHERE release = ? AND new_score IS NOT NULL "
-                      "AND verdict IN ('drift', 'no-drift') ORDER BY id", (release,)).fetchall()
+                      "AND verdict = 'no-drift' ORDER BY id", (release,)).fetchall()
     return [float(r[0]) for r in rows]
 
 
@@ -196,6 +202,45 @@ def latest_check(db: sqlite3.Connection) -> tuple[dict[str, Any] | None, list[di
     decisions = [dict(d) for d in db.execute("SELECT decision, reason FROM decisions WHERE run_id = ?",
                                              (row["run_id"],))]
     return check, decisions
+
+
+def last_successful_run(db: sqlite3.Connection) -> dict[str, Any] | None:
+    """When the latest successful fullprocess run ended, how long ago (seconds) and its outcome; None before any."""
+    # newest first along the runs(step, id) index: the scan stops at the first success
+    row = db.execute("SELECT ended_at, outcome FROM runs WHERE step = 'fullprocess' "
+                     "AND outcome IN ('ok', 'no-new-data') ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    age = datetime.now(timezone.utc) - datetime.fromisoformat(row["ended_at"])
+    return {"at": row["ended_at"], "age_seconds": round(age.total_seconds(), 3), "outcome": row["outcome"]}
+
+
+def failures_before_latest(db: sqlite3.Connection, last: int = 100) -> tuple[int, str | None]:
+    """How many fullprocess runs failed in a row just before the latest one (busy ticks aside, at most last), and
+    when the first of them started."""
+    rows = db.execute("SELECT outcome, started_at FROM runs WHERE step = 'fullprocess' AND outcome != 'busy' "
+                      "ORDER BY id DESC LIMIT ?", (last + 1,)).fetchall()
+    failed = 0
+    for r in rows[1:]:
+        if r["outcome"] != "failed":
+            break
+        failed += 1
+    return failed, rows[failed]["started_at"] if failed else None
+
+
+def alerts_sent(db: sqlite3.Connection, targets: list[str]) -> dict[tuple[str, str], str]:
+    """When each kind of alert was last delivered to each target: {(target, kind): at}."""
+    out: dict[tuple[str, str], str] = {}
+    for target in targets:
+        for r in db.execute("SELECT kind, MAX(id), at FROM alerts WHERE target = ? AND delivered = 1 GROUP BY kind",
+                            (target,)):
+            out[(target, r["kind"])] = r["at"]
+    return out
+
+
+def record_alerts(db: sqlite3.Connection, rows: list[tuple[str, str, str, bool, str]]) -> None:
+    """Insert alert attempts: (at, kind, target, delivered, title) each."""
+    db.executemany("INSERT INTO alerts(at, kind, target, delivered, title) VALUES (?,?,?,?,?)", rows)
 
 
 def step_seconds(db: sqlite3.Connection, step: str, last: int = 20) -> list[float]:

@@ -72,3 +72,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision TEXT NOT NULL,             -- bootstrap, keep, retrain, deploy, reject-challenger, ...
     reason TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,                   -- ISO 8601 UTC, when it was sent
+    kind TEXT NOT NULL,                 -- model-drift, data-drift, deploy, challenger-refused, failed, recovered
+    target TEXT NOT NULL,               -- which of alerts.urls (a hash of the URL: no secrets in the history)
+    delivered INTEGER NOT NULL,         -- 1 sent, 0 the receiver could not be reached (no cooldown then)
+    title TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alerts_target ON alerts(target, kind, id);

@@ -32,6 +32,7 @@ from datacontract import columns
 from filerecord import escape_name, exports_current, write_manifest
 
 HASH = "_hash"
+EXPORT_ROWS = 1_000_000  # rows exported at a time
 log = logging.getLogger("ingestion")
 
 
@@ -232,8 +233,12 @@ def export(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
 
 def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
                 only: set[int] | None) -> None:
-    """Write the kept labelled rows of the live batches (only those in `only`, if given) as CSV lines."""
+    """Write the kept labelled rows of the live batches (only those in `only`, if given) as CSV lines, a slice of a
+    batch at a time (a batch of 20 million rows would take gigabytes as one frame)."""
     for b in manifest["batches"]:
         if b["labelled"] and (only is None or b["id"] in only):
-            table = pq.read_table(batch_path(cfg, b["id"]), columns=columns(cfg))
-            f.write(csv_rows(table.filter(pa.array(index["keep"][b["id"]])).to_pandas(), cfg))
+            keep, start = index["keep"][b["id"]], 0
+            for part in pq.ParquetFile(batch_path(cfg, b["id"])).iter_batches(EXPORT_ROWS, columns=columns(cfg)):
+                mask = keep[start:start + part.num_rows]
+                start += part.num_rows
+                f.write(csv_rows(pa.Table.from_batches([part]).filter(pa.array(mask)).to_pandas(), cfg))

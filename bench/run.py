@@ -553,7 +553,7 @@ def case_train(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
              row(label, "our read", "`drift_probe.py --read` (store.read_dataset)", runs["our read"], None,
                  f"the read itself {read_s['our read']:.3f} s and +{probe['extra_mb']:.0f} MB, "
                  f"{probe['rows']:,} rows (de-duplicated)")]
-    reads[1]["ratio"] = read_s["our read"] / read_s["pyarrow read"]
+    reads[0]["ratio"], reads[1]["ratio"] = 1.0, read_s["our read"] / read_s["pyarrow read"]
     reads[1]["cpu_ratio"] = None  # the processes also import different things: only the reads are compared
     note = (f"Against the fit alone (no interpreter start, imports or loading the arrays) ours takes "
             f"{rows[1]['stats']['wall'] / fit_s:.2f}x. The two reads: their ratio compares the reads themselves "
@@ -617,7 +617,10 @@ def case_big_file(label: str, reps: int) -> dict[str, Any]:
     for _ in range(reps):
         ws = make_workspace(DATA / "bigfile" / f"{label}-ours", {"big.csv": path})
         runs.append(run(ours_cmd("ingestion.py", ws, "--json"), ws))
-    out = output(runs[-1])
+        out = output(runs[-1])
+        if out["rejected_files"] or not out["rows_read"]:  # a rejection exits 0, but then nothing was measured
+            why = "; ".join(f["reason"] for f in out["rejected_files"]) or "no rows read"
+            raise BenchError(f"ingestion.py did not ingest the {path.stat().st_size:,}-byte file: {why}")
     size = path.stat().st_size
     chunk = load_config(ws / "config.json")["ingestion"]["chunk_bytes"]
     rows = [row(label, "ours", f"`ingestion.py` (one file of {size / MB:,.0f} MB)", runs, None,
@@ -816,7 +819,7 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
 
     def attempt(n: int, fn: Callable[..., dict[str, Any]], *fargs: Any) -> None:
         """Run one case at one size, merging its rows into the case's results; a failure is recorded."""
-        say(f"case {n} ({CASES[n][0].lower()}) {' '.join(str(a) for a in fargs[:1])}")
+        say(f"case {n} ({CASES[n][0][0].lower() + CASES[n][0][1:]}) {' '.join(str(a) for a in fargs[:1])}")
         try:
             r = fn(*fargs)
         except (BenchError, OSError, ValueError, KeyError) as e:

@@ -340,7 +340,10 @@ def check_done(ws: Path, drops: Drops) -> None:
     listed = (ws / "ingesteddata" / "ingestedfiles.txt").read_text(encoding="utf-8").splitlines()
     assert sorted(listed) == sorted(drops.good), "ingestedfiles.txt does not list exactly the good files dropped"
     assert set(manifest["rejected"]) == set(drops.bad), "the store's rejected files are not the bad files dropped"
-    assert store_garbage(cfg, manifest) == [], store_garbage(cfg, manifest)
+    # A commit killed before removing what it superseded leaves the previous index until the next ingestion (a
+    # tick with nothing new runs none); anything else no manifest names is a batch or index left behind.
+    left = [n for n in store_garbage(cfg, manifest) if not (n.startswith("index-") and n < manifest["index"])]
+    assert left == [], f"store files no manifest names: {left}"
     release = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
     (checked,) = query(ws, "SELECT COALESCE(MAX(batch_to), 0) FROM drift_checks")[0]
     newest = max(b["id"] for b in manifest["batches"])

@@ -238,7 +238,8 @@ def test_no_release_is_503(tmp_path: Path) -> None:
     for folder in ("sourcedata", "testdata"):
         (tmp_path / folder).mkdir()
     c = create_app(write_config(tmp_path)).test_client()
-    assert c.get("/health").get_json() == {"status": "ok", "release": None, "model_loaded": False}
+    assert c.get("/health").get_json() == {"status": "ok", "release": None, "model_loaded": False,
+                                           "last_successful_run": None}  # no fullprocess run yet
     r = c.post("/prediction", json={"records": ROWS})
     assert r.status_code == 503 and "no release" in r.get_json()["error"]
 

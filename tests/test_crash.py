@@ -247,7 +247,7 @@ def campaign(template: Path, ws: Path, seed: int, kills: int) -> tuple[list[tupl
             t1 = time.monotonic()
             with told(seed, kind, since):
                 if how:
-                    since.append(f"killed {how} (reached: {phase(before, marker_state(ws))})")
+                    since.append(f"killed: {how} (reached: {phase(before, marker_state(ws))})")
                     check_whole(ws, drops)
                     landed.append((how, phase(before, marker_state(ws))))
                 else:

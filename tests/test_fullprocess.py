@@ -18,7 +18,7 @@ import pytest
 
 import generate_data
 from campaign import clone, cron_tick
-from conftest import ROOT, make_workspace, run_script, tree_hashes, write_config
+from conftest import ROOT, ingested_record, make_workspace, run_script, store_manifest, tree_hashes, write_config
 
 FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
 
@@ -69,12 +69,18 @@ def finaldata(ws: Path) -> pd.DataFrame:
 
 def ingested_names(ws: Path) -> list[str]:
     """The file names in ingestedfiles.txt, one per line, in file order."""
-    return [line.split("\t")[0] for line in (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()]
+    return (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()
 
 
 def manifest(ws: Path) -> dict[str, Any]:
     """The current release's manifest."""
     return json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
+
+
+def store_index(ws: Path) -> dict[str, np.ndarray]:
+    """The arrays of the store's current index (which rows the dataset keeps, which were new), by name."""
+    with np.load(ws / "ingesteddata" / "store" / store_manifest(ws)["index"]) as z:
+        return {name: z[name] for name in z.files}
 
 
 def artifacts(ws: Path) -> dict[str, str]:
@@ -178,11 +184,11 @@ def heavy(modules: set[str]) -> list[str]:
 
 def test_no_new_data_is_a_cheap_no_op(states, tmp_path):
     ws = clone(states["source"], tmp_path / "ws")
-    before = artifacts(ws)
-    record_before = (ws / "ingesteddata" / "ingestedfiles.txt").read_text()
+    before, stored_before, index_before = artifacts(ws), store_manifest(ws), store_index(ws)
     ticks_before = len(query(ws, "SELECT id FROM runs WHERE step = 'fullprocess'"))
     # A touched but unchanged file is not new data either: the first tick has ingestion (the one writer of its
-    # record) note its new mtime, so the next ticks neither hash it nor import the data libraries.
+    # store) note its new mtime in the store's manifest, so the next ticks neither hash it nor import the data
+    # libraries.
     src = ws / "sourcedata" / "dataset3.csv"
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
     for i in range(3):
@@ -191,13 +197,28 @@ def test_no_new_data_is_a_cheap_no_op(states, tmp_path):
         assert i == 0 or heavy(modules) == [], f"the no-new-data tick imported {heavy(modules)[:5]}"
         assert last_run(ws)[1] == "no-new-data"
     after = artifacts(ws)
-    # Only the history file changed, and the touched file's mtime in the ingestion record; the data, models and
-    # release are byte for byte the same.
-    changed = {str(ws / "history" / "history.sqlite3"), str(ws / "ingesteddata" / "ingestedfiles.txt")}
-    assert {k: v for k, v in before.items() if k not in changed} == {k: v for k, v in after.items() if k not in changed}
+    # Only the history file changed, and the store's manifest (the touched file's mtime) with the index it names;
+    # the data (batches, finaldata.csv, ingestedfiles.txt), models and release are byte for byte the same.
+    store = ws / "ingesteddata" / "store"
+
+    def kept(hashes: dict[str, str]) -> dict[str, str]:
+        """The hashes of what must not change."""
+        changed = (str(ws / "history" / "history.sqlite3"), str(store / "manifest.json"), str(store / "index-"))
+        return {k: v for k, v in hashes.items() if not k.startswith(changed)}
+    assert kept(before) == kept(after)
     assert len(query(ws, "SELECT id FROM runs WHERE step = 'fullprocess'")) == ticks_before + 3
-    record_after = (ws / "ingesteddata" / "ingestedfiles.txt").read_text()
-    assert record_after == record_before.replace(str(src.stat().st_mtime_ns - 10**9), str(src.stat().st_mtime_ns))
+    # The manifest differs from before only by the touched file's new mtime (and its own bookkeeping: commit number,
+    # index file name, export stats); the index says the same rows as before.
+    stored_after = store_manifest(ws)
+    touched = [{**b, "mtime_ns": src.stat().st_mtime_ns} if b["file"] == "sourcedata/dataset3.csv" else b
+               for b in stored_before["batches"]]
+    assert stored_after["batches"] == touched
+    bookkeeping = ("batches", "commit", "index", "exports")
+    assert {k: v for k, v in stored_after.items() if k not in bookkeeping} == \
+        {k: v for k, v in stored_before.items() if k not in bookkeeping}
+    index_after = store_index(ws)
+    assert index_after.keys() == index_before.keys()
+    assert all(np.array_equal(index_after[k], index_before[k]) for k in index_before)
 
 
 def test_ticks_with_nothing_new_are_recorded_and_logged_alike(states, tmp_path):
@@ -225,14 +246,14 @@ def drop_new_file(ws: Path) -> str:
 
 
 def change_in_place(ws: Path) -> str:
-    """Same size, same name, other content: new data."""
+    """Same size, same name, other content (the first row's exited flipped to 1): a new version of the file."""
     src = ws / "sourcedata" / "dataset3.csv"
     text = src.read_text()
     i = text.index("\n") + 1
     with open(src, "r+") as f:  # in place: same inode
         f.seek(i)
         f.write(text[i:].replace("0\n", "1\n", 1)[:50])
-    return "ingested 1 new file"
+    return "ingested 1 new file (1 a new version: 1 rows removed): 1 rows"
 
 
 def roll_back(ws: Path) -> str:
@@ -262,9 +283,21 @@ def change_config(ws: Path) -> str:
 def test_any_change_after_a_quiet_tick_is_acted_on_by_the_next(states, tmp_path, change):
     ws = clone(states["shipped"], tmp_path / "ws")
     assert "no new data" in tick(ws)[0].stdout
+    first_row = (ws / "sourcedata" / "dataset3.csv").read_text().splitlines()[1].split(",")
+    rows_before, old = finaldata(ws), ingested_record(ws)["sourcedata/dataset3.csv"]
     expect = change(ws)
     p, _ = tick(ws)
     assert expect in p.stdout, p.stdout
+    if change is change_in_place:
+        # The new version replaced the old one: its batch is retired, and the dataset holds the corrected row
+        # instead of the old one, in the same number of rows.
+        new = ingested_record(ws)["sourcedata/dataset3.csv"]
+        assert new["id"] > old["id"] and new["rows"] == old["rows"]
+        assert [(r["id"], r["replaced_by"]) for r in store_manifest(ws)["retired"]] == [(old["id"], new["id"])]
+        df = finaldata(ws)
+        assert len(df) == len(rows_before)
+        assert df.loc[df["corporation"] == first_row[0], "exited"].tolist() == [1]
+        assert rows_before.loc[rows_before["corporation"] == first_row[0], "exited"].tolist() == [int(first_row[-1])]
     if change is mark_outputs_pending:
         assert (ws / "reports" / "report.pdf").is_file()
     if change is fill_the_log:
@@ -281,9 +314,7 @@ def test_new_data_without_drift_joins_the_dataset_and_keeps_the_release(states, 
     p = fullprocess(ws)
     assert "ingested 1 new file" in p.stdout and "release 1 stays" in p.stdout
     df = finaldata(ws)
-    record = {line.split("\t")[0]: line.split("\t") for line in
-              (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()}
-    added = int(record["sourcedata/data001.csv"][5])
+    added = ingested_record(ws)["sourcedata/data001.csv"]["rows_added"]
     assert added > 250 and len(df) == rows_before + added
     assert not df.duplicated().any()
     assert current(ws) == "releases/0001" and releases(ws) == ["0001"]
@@ -408,15 +439,13 @@ def test_a_touched_file_is_hashed_once_and_then_never_read_again(states, tmp_pat
     src = ws / "sourcedata" / "dataset3.csv"
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
     assert fullprocess(ws).stdout.startswith("no new data")
-    record = {line.split("\t")[0]: line.split("\t") for line in
-              (ws / "ingesteddata" / "ingestedfiles.txt").read_text().splitlines()}
-    assert record["sourcedata/dataset3.csv"][3] == str(src.stat().st_mtime_ns)
+    assert ingested_record(ws)["sourcedata/dataset3.csv"]["mtime_ns"] == src.stat().st_mtime_ns
     # The next tick opens no data file at all (an audit hook prints every file the process opens).
     p = subprocess.run([sys.executable, "-c", AUDITED, str(ROOT / "fullprocess.py"), "--config",
                         str(ws / "config.json")], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("no new data"), p.stderr[-2000:]
     opened = [line for line in p.stderr.splitlines() if line.startswith("OPEN ")]
-    assert any("ingestedfiles.txt" in line for line in opened), "the audit hook saw nothing"
+    assert any("store/manifest.json" in line for line in opened), "the audit hook saw nothing"
     assert [line for line in opened if "/sourcedata/" in line] == []
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_workspace, run_script, write_config
+from conftest import make_workspace, run_script, store_manifest, write_config
 
 
 def models(ws: Path) -> Path:
@@ -56,7 +56,10 @@ def test_training_from_another_folder_behaves_the_same(trained: dict[str, Any], 
     here = json.loads((models(ws) / "trainedmodel.json").read_text())
     there = json.loads((models(trained["ws"]) / "trainedmodel.json").read_text())
     assert here["sha256"] == there["sha256"]  # the very same model
-    assert here["data_sha256"] == there["data_sha256"]
+    # trained on the same state of the store: its commit, up to its newest batch
+    stored = store_manifest(ws)
+    assert here["data_commit"] == there["data_commit"] == stored["commit"]
+    assert here["data_batch"] == there["data_batch"] == max(b["id"] for b in stored["batches"])
 
 
 def test_training_refuses_when_nothing_is_ingested(workspace: Path) -> None:
