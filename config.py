@@ -132,8 +132,10 @@ def _check(key: str, value: Any) -> Any:
         return float(value)
     if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
         raise ConfigError(f"key '{key}' must be {_type_name(expected)}, got {json.dumps(value)}")
-    if expected is list and not (value and all(isinstance(v, str) and v for v in value)):
-        raise ConfigError(f"key '{key}' must be a non-empty list of column names, got {json.dumps(value)}")
+    if expected is list and not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"key '{key}' must be a list of non-empty strings, got {json.dumps(value)}")
+    if expected is list and not value and default:  # the feature columns: a model needs at least one
+        raise ConfigError(f"key '{key}' must not be an empty list")
     if expected is str and not value:
         raise ConfigError(f"key '{key}' must not be empty")
     if expected in (int, float) and not isinstance(value, bool) and value < 0:

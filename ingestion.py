@@ -41,6 +41,7 @@ from filerecord import (
     read_manifest,
     record_name,
     recorded_as,
+    write_manifest,
 )
 
 log = logging.getLogger("ingestion")
@@ -94,10 +95,12 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
         for key in ("unchanged_files", "still_rejected_files", "landing_files", "rows_read", "rows_added",
                     "rows_removed"):
             result[key] += what.get(key, 0)
-    if write and changed:
+    if write and added:
         cli.progress("ingestion", f"committing {len(added)} new batch{'es' if len(added) != 1 else ''}")
         store.commit(cfg, manifest, index)
-    if write and (added or changed or not exports_current(cfg, manifest)):
+    elif write and changed:  # rejections and touched files: the manifest alone changes, the dataset does not
+        write_manifest(cfg, manifest)
+    if write and (added or not exports_current(cfg, manifest)):
         replaced = any(f.get("replaced") for f in result["ingested_files"])
         store.export(cfg, manifest, index, [] if replaced else added)
     if not write:
@@ -241,9 +244,14 @@ def summary(r: dict[str, Any]) -> str:
         return f"no new data: {r['files_seen']} files seen, {known}{landing}{rejected}"
     n = len(r["ingested_files"])
     replaced = sum(f["replaced"] for f in r["ingested_files"])
-    versions = f" ({replaced} a new version: {r['rows_removed']:,} rows removed)" if replaced else ""
-    return (f"ingested {n} new file{'s' if n != 1 else ''}{versions}: {r['rows_added']:,} rows, "
+    versions = f" ({replaced} a new version: {_rows(r['rows_removed'])} removed)" if replaced else ""
+    return (f"ingested {n} new file{'s' if n != 1 else ''}{versions}: {_rows(r['rows_added'])}, "
             f"{r['duplicates_dropped']:,} duplicates dropped{landing}{rejected}; {r['total_rows']:,} rows in total")
+
+
+def _rows(n: int) -> str:
+    """"1 row", "2,000 rows"."""
+    return f"{n:,} row{'s' if n != 1 else ''}"
 
 
 # The course's starter names (Udacity's "A Dynamic Risk Assessment System"): thin calls of the functions above.

@@ -373,7 +373,7 @@ def test_config_columns_in_another_order_only_change_the_order_finaldata_is_expo
     write_config(ingested, "reordered.json", feature_columns=order)
     p = run_script("ingestion.py", ingested, config="reordered.json")
     assert p.returncode == 0 and p.stderr == "", (p.stdout, p.stderr)
-    assert p.stdout.startswith("ingested 2 new files: 1 rows, 3 duplicates dropped"), p.stdout
+    assert p.stdout.startswith("ingested 2 new files: 1 row, 3 duplicates dropped"), p.stdout
     final = out(ingested) / "finaldata.csv"
     assert final.read_text().splitlines()[0] == ",".join(["corporation", *order, "exited"])
     expected = distinct_rows(*sorted(src.glob("*.csv")))

@@ -125,7 +125,7 @@ def test_a_corrected_redelivery_replaces_the_wrong_row(deployed, tmp_path):
     first, second = corrected(ws)
     p = run_script("ingestion.py", ws)
     assert p.returncode == 0, p.stderr
-    assert "a new version: 1 rows removed" in p.stdout and "1 rows" in p.stdout, p.stdout
+    assert "a new version: 1 row removed): 1 row," in p.stdout, p.stdout
     rows = {r for r in stored(ws) if r[0].startswith("corr")}
     assert rows == rows_of(second)
     m = manifest(ws)
@@ -252,5 +252,5 @@ def test_a_deleted_index_is_rebuilt_from_the_batches(deployed, tmp_path):
     (ws / "sourcedata" / "more.csv").write_text(HEADER + "morea,1,2,3,0\n" + "".join(
         ",".join(r) + "\n" for r in sorted(rows)[:3]))  # three rows the store holds already
     p = run_script("ingestion.py", ws)
-    assert p.returncode == 0 and "1 rows, 3 duplicates dropped" in p.stdout, (p.stdout, p.stderr)
+    assert p.returncode == 0 and "1 row, 3 duplicates dropped" in p.stdout, (p.stdout, p.stderr)
     assert stored(ws) == rows | {("morea", "1", "2", "3", "0")}
