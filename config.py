@@ -55,11 +55,12 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "drift.confidence": (0.95, float, "", "width of the bootstrap interval of the new score"),
     "drift.bootstrap_samples": (2000, int, "", "bootstrap resamples of the new score"),
     "drift.min_history": (5, int, "", "past scores the parametric and nonparametric rules need"),
-    "drift.psi_warn": (0.1, float, "", "PSI at or above this (and above its noise floor) is WARN"),
-    "drift.psi_drift": (0.25, float, "", "PSI at or above this (and above its noise floor) is DRIFT"),
-    "drift.ks_warn": (0.1, float, "", "KS distance at or above this (and significant) is WARN"),
-    "drift.ks_drift": (0.2, float, "", "KS distance at or above this (and significant) is DRIFT"),
-    "drift.ks_alpha": (0.01, float, "", "KS p-value under this is significant"),
+    "drift.alarm_rate": (0.05, float, "", "largest share of checks of unchanged data that may say DRIFT, all "
+                                          "features and statistics together (each test gets its share)"),
+    "drift.psi_warn": (0.02, float, "", "PSI at or above this (and beyond its noise floor) is WARN"),
+    "drift.psi_drift": (0.05, float, "", "PSI at or above this (and beyond its noise floor) is DRIFT"),
+    "drift.ks_warn": (0.03, float, "", "KS distance at or above this (and significant) is WARN"),
+    "drift.ks_drift": (0.06, float, "", "KS distance at or above this (and significant) is DRIFT"),
     "drift.retrain_on_data_drift": (False, bool, "", "also retrain when data drift alone is DRIFT"),
     "deployment.releases_kept": (5, int, "", "releases kept in prod_deployment_path (at least 2)"),
     "deployment.promotion_tolerance": (0.0, float, "", "a challenger may score this much below the deployed "

@@ -3,18 +3,20 @@
 Model drift. The F1 of the deployed model on the new labelled rows is compared with a
 threshold set by the rule: `raw` (the deployed score), `parametric` (mean - 2 std of past scores) or
 `nonparametric` (Q1 - 1.5 IQR of past scores). F1 on a few rows is noisy, so a drop counts only when the whole
-bootstrap interval of the new score lies below the threshold AND the drop is at least `min_margin`. The bootstrap
-resamples the confusion-matrix counts (multinomial), which is exactly a row bootstrap for F1 and costs nothing
-at a million rows. Too few rows or positives: "insufficient-data", and the rows wait for the next check.
+bootstrap interval of the new score lies more than `min_margin` below the threshold; "no drift" only when the
+interval rules such a drop out. The bootstrap resamples the confusion-matrix counts (multinomial), which is
+exactly a row bootstrap for F1 and costs nothing at a million rows. Too few rows, too few exits and predicted exits,
+or an interval too wide to decide: "insufficient-data", and the rows wait for the next check.
 
 Data drift. training.py saves a reference profile per feature (bin edges at the training deciles with their
 shares, 101 quantiles, missing share), so a check never re-reads the training data. Per feature: PSI over those
 bins (plus a missing-value bin) and the two-sample KS distance against the reference quantiles. Verdicts respect
-sample size: PSI must exceed its noise floor for this batch size (the 99th percentile of the PSI of samples of that
-size drawn from the reference shares themselves, widened for the reference's own sampling noise; the chi2(bins-1)/n
-approximation holds only for large batches: at 30 rows empty bins alone push PSI past it) and KS must be
-significant (p < ks_alpha); each must also reach a minimum effect (psi_warn / ks_warn for WARN, psi_drift /
-ks_drift for DRIFT).
+sample size and hold their false-alarm rate per check: with m = 2 x features tests, PSI must exceed its noise floor
+for this batch size (the 1 - alarm_rate/m quantile of the PSI of samples of that size drawn from the reference
+shares themselves, widened for the reference's own sampling noise; the chi2(bins-1)/n approximation holds only for
+large batches: at 30 rows empty bins alone push PSI past it) and KS must be significant (p < alarm_rate/m); each
+must also reach a small minimum effect (psi_warn / ks_warn for WARN, psi_drift / ks_drift for DRIFT), so that a
+shift too small to matter is not DRIFT at a million rows.
 """
 from __future__ import annotations
 
@@ -26,8 +28,7 @@ import numpy as np
 QUANTILES = 101
 DECILES = 10
 EPS = 1e-4
-FLOOR_SAMPLES = 2000  # no-shift samples drawn to find the PSI noise floor of a batch size
-FLOOR_QUANTILE = 0.99
+FLOOR_SAMPLES = 4000  # no-shift samples drawn to find the PSI noise floor of a batch size
 
 
 def feature_profile(values: np.ndarray) -> dict[str, Any]:
@@ -55,9 +56,9 @@ def reference_profile(df: Any, features: list[str]) -> dict[str, Any]:
     return {"rows": int(len(df)), "features": {f: feature_profile(df[f].to_numpy()) for f in features}}
 
 
-def psi(profile: dict[str, Any], present: np.ndarray, missing: int) -> tuple[float, float]:
+def psi(profile: dict[str, Any], present: np.ndarray, missing: int, level: float) -> tuple[float, float]:
     """PSI of new values (sorted, without the missing ones) against a profile (decile bins + a missing bin), and
-    its no-shift noise floor."""
+    its no-shift noise floor: the PSI that samples of this size from the reference exceed with probability level."""
     n = present.size + missing
     edges = np.asarray(profile["edges"])
     ref = np.append(np.asarray(profile["shares"]) * (1 - profile["missing_rate"]), profile["missing_rate"])
@@ -69,7 +70,7 @@ def psi(profile: dict[str, Any], present: np.ndarray, missing: int) -> tuple[flo
     # The floor: PSI of samples of n rows drawn from the reference shares (seeded: the same data, the same verdict),
     # times (1 + n/m) for the noise of the m-row reference sample itself (PSI ~ chi2 * (1/n + 1/m)).
     draws = np.random.default_rng(0).multinomial(n, ref / ref.sum(), size=FLOOR_SAMPLES) / n
-    floor = float(np.quantile(_psi_of_shares(ref, draws), FLOOR_QUANTILE)) * (1 + n / max(profile["rows"], 1))
+    floor = float(np.quantile(_psi_of_shares(ref, draws), 1 - level)) * (1 + n / max(profile["rows"], 1))
     return value, floor
 
 
@@ -107,8 +108,11 @@ def kolmogorov_sf(lam: float) -> float:
 
 
 def data_drift(profile: dict[str, Any], df: Any, features: list[str], t: dict[str, Any]) -> dict[str, Any]:
-    """Per-feature PSI/KS with OK/WARN/DRIFT verdicts and the overall (worst) verdict."""
+    """Per-feature PSI/KS with OK/WARN/DRIFT verdicts and the overall (worst) verdict. The false-alarm rate holds
+    per check: each of the 2 x features tests is significant only at alarm_rate / (2 x features) (Bonferroni), so
+    unchanged data says DRIFT in at most alarm_rate of checks, whatever the batch size and the number of features."""
     rank = {"OK": 0, "WARN": 1, "DRIFT": 2}
+    level = t["alarm_rate"] / max(2 * len(features), 1)
     out = []
     for f in features:
         x = np.asarray(df[f].to_numpy(), dtype="float64")
@@ -118,9 +122,9 @@ def data_drift(profile: dict[str, Any], df: Any, features: list[str], t: dict[st
             continue
         missing = np.isnan(x)
         present = np.sort(x[~missing])  # sorted once, for both statistics
-        p, floor = psi(ref, present, int(np.count_nonzero(missing)))
+        p, floor = psi(ref, present, int(np.count_nonzero(missing)), level)
         d, pval = ks(ref, present)
-        psi_real, ks_real = p > floor, pval < t["ks_alpha"]
+        psi_real, ks_real = p > floor, pval < level
         if (psi_real and p >= t["psi_drift"]) or (ks_real and d >= t["ks_drift"]):
             verdict = "DRIFT"
         elif (psi_real and p >= t["psi_warn"]) or (ks_real and d >= t["ks_warn"]):
@@ -167,22 +171,30 @@ def threshold(rule: str, deployed: float, past: list[float], min_history: int) -
 
 def model_drift(y: np.ndarray, pred: np.ndarray, deployed: float, past: list[float],
                 t: dict[str, Any]) -> dict[str, Any]:
-    """Verdict drift / no-drift / insufficient-data for the deployed model's predictions on new rows."""
-    n, positives = int(len(y)), int(np.sum(y))
-    if n < t["min_new_rows"] or positives < t["min_new_positives"]:
+    """Verdict drift / no-drift / insufficient-data for the deployed model's predictions on new rows. A check is
+    conclusive when the data can tell: enough rows, exits or predicted exits to score F1 on (a shift that makes exits
+    rare while the model keeps predicting them collapses precision, and F1 with it), and an interval narrow enough
+    to put the score below the threshold by more than the margin (drift) or within the margin of it (no-drift)."""
+    n, positives, predicted = int(len(y)), int(np.sum(y)), int(np.sum(pred))
+    if n < t["min_new_rows"] or max(positives, predicted) < t["min_new_positives"]:
         return {"verdict": "insufficient-data", "rule": t["rule"], "new_rows": n, "deployed_score": deployed,
-                "reason": f"{n} new rows with {positives} exits; a check needs at least {t['min_new_rows']} rows "
-                          f"and {t['min_new_positives']} exits (they count toward the next check)"}
+                "reason": f"{n} new rows with {positives} exits and {predicted} predicted; a check needs at least "
+                          f"{t['min_new_rows']} rows and {t['min_new_positives']} exits or predicted exits (they "
+                          f"count toward the next check)"}
     rule, limit, how = threshold(t["rule"], deployed, past, t["min_history"])
     f1, lo, hi = bootstrap_f1(y, pred, t["bootstrap_samples"], t["confidence"])
     base = {"rule": rule, "new_rows": n, "new_score": f1, "ci_low": lo, "ci_high": hi, "deployed_score": deployed,
             "threshold": limit}
     interval = f"F1 {f1:.3f} on {n:,} new rows ({t['confidence']:.0%} interval {lo:.3f}-{hi:.3f})"
-    if hi < limit and limit - f1 >= t["min_margin"]:
+    # One boundary, the threshold less the margin: drift when the whole interval is below it, no drift when the
+    # whole interval is above it; between the two the rows wait for more (a wait that never lowers the bar).
+    if hi < limit - t["min_margin"]:
         return {**base, "verdict": "drift",
                 "reason": f"{interval} is below {limit:.3f} ({how}) by more than noise and the "
                           f"{t['min_margin']:.3f} margin"}
-    why = "within noise of" if hi >= limit else "less than the margin below"
-    if f1 >= limit:
-        why = "not below"
+    if lo < limit - t["min_margin"]:  # could be a drop beyond the margin, could be noise
+        return {**base, "verdict": "insufficient-data",
+                "reason": f"{interval} is too wide to decide against {limit:.3f} ({how}) with the "
+                          f"{t['min_margin']:.3f} margin (the rows count toward the next check)"}
+    why = "not below" if f1 >= limit else "within noise of" if hi >= limit else "less than the margin below"
     return {**base, "verdict": "no-drift", "reason": f"{interval} is {why} {limit:.3f} ({how})"}

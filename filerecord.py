@@ -59,7 +59,14 @@ def live_files(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def exports_current(cfg: dict[str, Any], manifest: dict[str, Any]) -> bool:
-    """Whether finaldata.csv and ingestedfiles.txt are as the last export left them (not edited, not deleted)."""
+    """Whether finaldata.csv and ingestedfiles.txt are of the store as it is (a run killed between its commit and
+    its export leaves them behind) and as that export left them (not edited, not deleted)."""
+    live = [b["id"] for b in manifest["batches"]]
+    return manifest.get("exported_batches") == live and exports_untouched(cfg, manifest)
+
+
+def exports_untouched(cfg: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """Whether finaldata.csv and ingestedfiles.txt are as the last export left them (size and mtime recorded)."""
     for what in ("finaldata", "ingested"):
         try:
             st = artifacts.path(cfg, what).stat()

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import artifacts
 from atomicio import atomic_file, fsync_path
 from datacontract import columns
-from filerecord import escape_name, exports_current, write_manifest
+from filerecord import escape_name, exports_untouched, write_manifest
 
 HASH = "_hash"
 EXPORT_ROWS = 1_000_000  # rows exported at a time
@@ -209,7 +209,7 @@ def export(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
     in step with the store. Only batches added and the export as last written: finaldata.csv gets their rows
     appended (no copy of what it holds); else it is written anew. The manifest records what was written."""
     path = artifacts.path(cfg, "finaldata")
-    appendable = added and exports_current(cfg, manifest) and manifest.get("exported_columns") == columns(cfg) \
+    appendable = added and exports_untouched(cfg, manifest) and manifest.get("exported_columns") == columns(cfg) \
         and manifest.get("exported_batches") == [b["id"] for b in manifest["batches"] if b["id"] not in added]
     if appendable:
         with open(path, "ab") as f:

@@ -1,0 +1,78 @@
+"""Decisions that see what the data can tell: a shift that makes exits rare is caught by the real cron process
+within a few hundred rows, because a check is conclusive once predicted exits give its F1 a narrow interval."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import generate_data
+from conftest import make_workspace, run_script
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose shipped source data is ingested and deployed as release 1."""
+    ws = make_workspace(tmp_path_factory.mktemp("decisions") / "ws")
+    assert run_script("fullprocess.py", ws).returncode == 0
+    return ws
+
+
+def test_exits_becoming_rare_while_the_model_predicts_them_is_caught_within_forty_ticks(deployed):
+    """After a shift, almost no client exits, yet the model keeps flagging the usual share: precision, and F1
+    with it, collapse. Waiting for real exits to reach a count would wait through it; the predicted exits make the
+    check conclusive, and the tick decides to retrain."""
+    ws = deployed
+    rng = np.random.default_rng(5)
+    for tick in range(1, 41):
+        batch = generate_data.clients_fast(rng, 20, "new")
+        batch["exited"] = (rng.random(20) < 0.02).astype(int)  # exits became rare
+        batch.to_csv(ws / "sourcedata" / f"rare{tick:02d}.csv", index=False)
+        p = run_script("fullprocess.py", ws, "--json")
+        assert p.returncode == 0, p.stderr
+        result = json.loads(p.stdout)
+        if [d["decision"] for d in result["decisions"]][:1] == ["retrain"]:
+            break
+    else:
+        pytest.fail("40 ticks of 20 rows and no retrain decision")
+    assert result["check"]["verdict"] == "drift" and result["check"]["new_rows"] <= 400, result["check"]
+    db = sqlite3.connect(ws / "history" / "history.sqlite3")
+    waited = db.execute("SELECT COUNT(*) FROM drift_checks WHERE verdict = 'insufficient-data'").fetchone()[0]
+    db.close()
+    assert waited == tick - 1  # every earlier tick kept its rows for the next check
+
+
+def test_a_lasting_drop_stays_drift_when_the_challenger_is_refused(tmp_path):
+    """Parametric rule, a release with a stable past (F1 about 0.90), then a lasting drop to 0.70 that no
+    challenger fixes (each is refused, the release stays): every tick still calls it drift. Scores of checks that
+    were drift verdicts never enter the baseline (they once lowered it until the drop passed as normal)."""
+    import drift
+    import history
+    from config import load_config
+    ws = make_workspace(tmp_path / "ws")
+    cfg = load_config(ws / "config.json")
+    t = {**cfg["drift"], "rule": "parametric", "min_history": 5}
+    rng = np.random.default_rng(3)
+
+    def batch(f1_target: float) -> tuple[np.ndarray, np.ndarray]:
+        """2,000 labels and predictions whose F1 is about f1_target (as many false positives as negatives)."""
+        tp = int(500 * f1_target) + int(rng.integers(-8, 9))
+        wrong = 500 - tp
+        y = np.array([1] * tp + [0] * wrong + [1] * wrong + [0] * (2000 - tp - 2 * wrong))
+        pred = np.array([1] * tp + [1] * wrong + [0] * wrong + [0] * (2000 - tp - 2 * wrong))
+        return y, pred
+
+    verdicts = []
+    for tick in range(20):
+        y, pred = batch(0.9 if tick < 8 else 0.7)
+        past = history.call(cfg, "cannot be read", history.past_new_scores, 1)
+        check = drift.model_drift(y, pred, 0.9, past, t)
+        verdicts.append(check["verdict"])
+        history.call(cfg, "could not record", lambda db, c=check, n=tick: history.record_drift_check(
+            db, history.record_run(db, "fullprocess", "t", "t", 0, "ok", "", {}), {**c, "release": 1,
+                                                                                    "batch_to": n}))
+    assert verdicts[:8].count("drift") == 0 and verdicts[8:] == ["drift"] * 12, verdicts
+    assert len(history.call(cfg, "cannot be read", history.past_new_scores, 1)) == 8
