@@ -27,7 +27,7 @@ log = logging.getLogger("fullprocess.alerts")  # into fullprocess's log file, wa
 
 TIMEOUT_SECONDS = 5.0  # per connection and per read: a dead receiver never holds a cron tick for long
 # In the order a message lists them; the first one's severity is the message's.
-KINDS = ("failed", "recovered", "model-drift", "data-drift", "challenger-refused", "deploy")
+KINDS = ("failed", "recovered", "model-drift", "estimated-drop", "data-drift", "challenger-refused", "deploy")
 SEVERITY = {"failed": "failure", "model-drift": "warning", "data-drift": "warning", "challenger-refused": "warning",
             "recovered": "success", "deploy": "success"}
 PAIRED = {"failed": "recovered", "recovered": "failed"}
@@ -61,6 +61,9 @@ def tick_events(result: dict[str, Any]) -> dict[str, str]:
         bad = [f for f in check.get("features") or [] if f.get("verdict") != "OK"]
         named = ", ".join(f"{f['feature']} {f['verdict']} (PSI {f['psi']:.2f}, KS {f['ks']:.2f})" for f in bad)
         events["data-drift"] = f"release {check.get('release')}: {named or 'see the drift check'}"
+    estimated = check.get("estimated") or {}
+    if estimated.get("verdict") == "drop":
+        events["estimated-drop"] = f"release {check.get('release')}: {estimated.get('reason')}"
     # Decisions are present only when the pipeline ran to its end: a deploy decided is a deploy done.
     for d in result.get("decisions") or []:
         if d.get("decision") == "deploy":

@@ -62,6 +62,8 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "drift.ks_warn": (0.03, float, "", "KS distance at or above this (and significant) is WARN"),
     "drift.ks_drift": (0.06, float, "", "KS distance at or above this (and significant) is DRIFT"),
     "drift.retrain_on_data_drift": (False, bool, "", "also retrain when data drift alone is DRIFT"),
+    "drift.retrain_on_estimated_drop": (False, bool, "", "also retrain when the label-free performance estimate "
+                                                         "drops (and labelled new rows exist to train on)"),
     "deployment.releases_kept": (5, int, "", "releases kept in prod_deployment_path (at least 2)"),
     "deployment.promotion_tolerance": (0.0, float, "", "a challenger may score this much below the deployed "
                                                             "model on the test data and still be deployed"),

@@ -75,7 +75,7 @@ def parse_csv(data: bytes, cfg: dict[str, Any], source: str, require_target: boo
 def checked_parse(data: bytes, cfg: dict[str, Any], source: str, require_target: bool = True) -> pd.DataFrame:
     """parse_csv by the checked reader alone: every cell read as text, then converted and checked."""
     text = _decode(data, source)
-    header = _header(text, source)
+    header = header_names(text, source)
     _check_header(header, cfg, source, require_target)
     wanted = [c for c in columns(cfg) if c in header]
     # Every row must have as many fields as the header: pandas would pad a short row with empty cells ("sr2,1"
@@ -254,7 +254,7 @@ def _decode(data: bytes, source: str) -> str:
                         f"UTF-8") from None
 
 
-def _header(text: str, source: str) -> list[str]:
+def header_names(text: str, source: str) -> list[str]:
     """The header row's column names, stripped (blank lines before it are skipped, as pandas skips them)."""
     lines = _text_lines(text)
     row: list[str] = []
@@ -364,52 +364,3 @@ def _refuse(source: str, col: str, bad: pd.Series, cells: pd.Series, expected: s
 def _first_line(e: Exception) -> str:
     """The first line of an exception message, trimmed."""
     return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-
-
-def read_chunks(path: Path, cfg: dict[str, Any], source: str) -> Iterator[pd.DataFrame]:
-    """A data file as typed frames of at most ingestion.chunk_bytes of it each, so any size is read in bounded
-    memory: one frame for a file that fits (the common case), else pieces cut at row ends, each checked under the
-    contract with the header; DataError names the row within the whole file."""
-    size = cfg["ingestion"]["chunk_bytes"]
-    with open(path, "rb") as f:
-        first = f.read(size)
-        if len(first) < size:
-            yield parse_csv(first, cfg, source)
-            return
-        end = first.find(b"\n") + 1
-        if end == 0:
-            raise DataError(f"{source}: no line end in the first {size:,} bytes, expected a CSV header line")
-        header, rest, row = first[:end], first[end:], 1
-        while True:
-            more = f.read(size)
-            data = rest + more
-            if not data:
-                return
-            cut = _row_end(data) if more else len(data)
-            if cut == 0:
-                raise DataError(f"{source}: a row longer than {size:,} bytes after row {row - 1}, expected rows of "
-                                f"a CSV file (config ingestion.chunk_bytes)")
-            piece, rest = data[:cut], data[cut:]
-            if piece.strip():
-                try:
-                    df = parse_csv(header + piece, cfg, source)
-                except DataError as e:
-                    if e.row is None:
-                        raise
-                    whole = e.row + row - 1
-                    raise DataError(str(e).replace(f"row {e.row}", f"row {whole}", 1), whole) from None
-                row += len(df)
-                yield df
-            if not more:
-                return
-
-
-def _row_end(data: bytes) -> int:
-    """Where the last complete row of a piece of CSV ends (after a line end outside quotes); 0 if none does."""
-    end = data.rfind(b"\n") + 1
-    quotes = data.count(b'"', 0, end)
-    while end and quotes % 2:  # inside a quoted field: that line end belongs to a value
-        before = data.rfind(b"\n", 0, end - 1) + 1
-        quotes -= data.count(b'"', before, end)
-        end = before
-    return end

@@ -198,3 +198,103 @@ def model_drift(y: np.ndarray, pred: np.ndarray, deployed: float, past: list[flo
                           f"{t['min_margin']:.3f} margin (the rows count toward the next check)"}
     why = "not below" if f1 >= limit else "within noise of" if hi >= limit else "less than the margin below"
     return {**base, "verdict": "no-drift", "reason": f"{interval} is {why} {limit:.3f} ({how})"}
+
+
+def check_release(cfg: dict[str, Any], model: Any, profile: dict[str, Any], deployed: float, past: list[float],
+                  new: Any, unlabelled: Any = None) -> dict[str, Any]:
+    """A release on new rows: model drift on the labelled ones; data drift, prediction drift and the label-free
+    performance estimate on all of them; the exit rate of the labelled ones."""
+    import pandas as pd
+    feats, t = cfg["feature_columns"], cfg["drift"]
+    rows = new[feats] if unlabelled is None or not len(unlabelled) else \
+        pd.concat([new[feats], unlabelled[feats]], ignore_index=True)
+    proba = model.predict_proba(rows)[:, 1] if len(rows) else np.empty(0)
+    y = new[cfg["target_column"]].to_numpy()
+    pred = (proba[:len(new)] > 0.5).astype(int)  # what model.predict says: a logistic regression's cut is 0.5
+    data = data_drift(profile, rows, feats, t)
+    return {**model_drift(y, pred, deployed, past, t), "data_verdict": data["verdict"], "features": data["features"],
+            "unlabelled_rows": len(rows) - len(new), "estimated": estimate_performance(profile, proba, t),
+            "prediction": prediction_drift(profile, proba, t), "prior": prior_shift(profile, y, t)}
+
+
+# ---------------------------------------------------------------- without labels (and what the labels alone say)
+# Estimated performance follows the idea of confidence-based performance estimation (CBPE): with probabilities
+# that are calibrated (a predicted 0.3 exits 30% of the time), each row's expected contribution to the confusion
+# matrix is known without its label, and so is the F1 to expect. training.py saves the calibration, fitted on
+# cross-validated probabilities of the training data, in the reference profile.
+
+
+def calibration(proba: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """What the label-free checks need from training: an isotonic map from the model's probabilities to observed
+    exit rates (fitted on cross-validated probabilities), the profile of predicted risk and the exit rate."""
+    from sklearn.isotonic import IsotonicRegression
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(proba, y)
+    cal = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    est = expected_counts(np.interp(proba, cal["x"], cal["y"]), proba > 0.5)
+    return {"calibration": cal, "risk": feature_profile(proba), "exit_rate": float(np.mean(y)),
+            "estimated_f1": float(f1_from_counts(*est[:3])), "predicted_rate": float(np.mean(proba > 0.5))}
+
+
+def expected_counts(p: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Expected true positives, false positives, false negatives and their variances, from calibrated p."""
+    pred = pred.astype(bool)
+    return np.array([np.sum(p[pred]), np.sum(1 - p[pred]), np.sum(p[~pred]),
+                     np.sum(p[pred] * (1 - p[pred])), np.sum(p[~pred] * (1 - p[~pred]))])
+
+
+def estimate_performance(profile: dict[str, Any], proba: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+    """Estimated F1, precision and recall of the deployed model on rows without their labels, with an interval
+    (the spread of labels the calibrated probabilities allow), against the F1 the same estimate gave on the training
+    data: verdict "drop" when the whole interval lies more than min_margin below it, "no-drop" when it lies above
+    that, else "insufficient-data"."""
+    ref = profile.get("estimated_f1")
+    n = int(len(proba))
+    if "calibration" not in profile:
+        return {"verdict": "insufficient-data", "rows": n, "reference": ref,
+                "reason": "the release was trained without a calibration (before estimates existed): retrain"}
+    if n < t["min_new_rows"]:
+        return {"verdict": "insufficient-data", "rows": n, "reference": ref,
+                "reason": f"{n} rows; an estimate needs at least {t['min_new_rows']} (they count toward the next)"}
+    cal = profile["calibration"]
+    pred = proba > 0.5
+    tp, fp, fn, var_tp, var_fn = expected_counts(np.interp(proba, cal["x"], cal["y"]), pred)
+    f1 = float(f1_from_counts(tp, fp, fn))
+    # Labels drawn as the probabilities say: TP and FN vary independently (disjoint rows); FP = predicted - TP.
+    draws = np.random.default_rng(0).normal(size=(t["bootstrap_samples"], 2))
+    tp_d = np.clip(tp + draws[:, 0] * np.sqrt(var_tp), 0, pred.sum())
+    fn_d = np.clip(fn + draws[:, 1] * np.sqrt(var_fn), 0, None)
+    boot = f1_from_counts(tp_d, pred.sum() - tp_d, fn_d)
+    alpha = (1 - t["confidence"]) / 2
+    lo, hi = float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
+    base = {"f1": f1, "precision": float(tp / max(tp + fp, 1e-12)), "recall": float(tp / max(tp + fn, 1e-12)),
+            "rows": n, "ci_low": lo, "ci_high": hi, "reference": ref}
+    said = f"estimated F1 {f1:.3f} on {n:,} rows ({t['confidence']:.0%} interval {lo:.3f}-{hi:.3f})"
+    if hi < ref - t["min_margin"]:
+        return {**base, "verdict": "drop", "reason": f"{said} is below the {ref:.3f} estimated on the training data "
+                                                     f"by more than noise and the {t['min_margin']:.3f} margin"}
+    if lo < ref - t["min_margin"]:
+        return {**base, "verdict": "insufficient-data", "reason": f"{said} is too wide to decide against {ref:.3f}"}
+    return {**base, "verdict": "no-drop", "reason": f"{said} is within the margin of {ref:.3f}"}
+
+
+def prediction_drift(profile: dict[str, Any], proba: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+    """Has the distribution of predicted risk moved from training's? PSI and KS as for a feature, OK/WARN/DRIFT."""
+    if "risk" not in profile:
+        return {"verdict": "OK", "note": "the release has no risk profile"}
+    import pandas as pd
+    result = data_drift({"features": {"risk": profile["risk"]}}, pd.DataFrame({"risk": proba}), ["risk"], t)
+    return {**result["features"][0], "rows": result["rows"]}
+
+
+def prior_shift(profile: dict[str, Any], y: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+    """Has the exit rate of the labelled new rows moved from training's? A two-sided binomial z-test at the alarm
+    rate, and a change of at least a fifth of the training rate for DRIFT."""
+    n, rate = int(len(y)), profile.get("exit_rate")
+    if rate is None or n == 0:
+        return {"verdict": "OK", "rows": n, "note": "no labelled rows or no training rate"}
+    new = float(np.mean(y))
+    z = (new - rate) / math.sqrt(max(rate * (1 - rate), 1e-12) / n)
+    p = math.erfc(abs(z) / math.sqrt(2))
+    verdict = "DRIFT" if p < t["alarm_rate"] and abs(new - rate) >= 0.2 * rate else \
+        "WARN" if p < t["alarm_rate"] else "OK"
+    return {"verdict": verdict, "rows": n, "exit_rate": new, "reference": rate, "pvalue": p}

@@ -4,15 +4,13 @@
     python fullprocess.py --dry-run    # say what it would do; change nothing
     python fullprocess.py --force      # retrain and deploy whatever the drift check says
 
-Under a lock (a tick that finds it held exits 0): looks for new files (size and mtime against the ingestion record,
+Under a lock (a tick that finds it held exits 0): looks for new files (size and mtime against the store's manifest,
 hashing only files that look changed); none, and a release is deployed: records the tick and exits without
 importing pandas, pyarrow or scikit-learn. Else ingests (nothing deployed yet: bootstraps a first release), checks
-the deployed model on the rows that arrived since the last conclusive check (drift.py: the config's rule, a
-bootstrap interval, a minimum margin; "insufficient-data" keeps the rows for the next check) and data drift per
-feature, retrains on drift and deploys the challenger only if it is not worse on the test data, records everything
-in the history store, then refreshes diagnostics, the report and the API answers (a marker survives a kill).
---dry-run takes the same path read-only: ingestion's preview, then the same drift check and retrain rule.
-Any failure ends the tick with one line on stderr and exit code 1, recorded in the history when it can be.
+the deployed release on the rows that arrived since the last conclusive check (drift.check_release), retrains on
+drift and deploys the challenger only if it is not worse on the test data, records everything in the history
+store, sends alerts, refreshes diagnostics, the report and the API answers (a marker survives a kill). --dry-run
+takes the same path read-only. Any failure ends the tick with one line on stderr, exit 1, recorded in the history.
 """
 from __future__ import annotations
 
@@ -111,7 +109,8 @@ def _record_tick(cfg: dict[str, Any], tick: Tick, result: dict[str, Any]) -> Non
     """Record the tick in the history store. The history is what later runs decide from (which rows were checked),
     so a run it cannot record has failed, whatever it did: its one line says both."""
     try:
-        history.call(cfg, "could not record this run", _record, tick, result)
+        history.call(cfg, "could not record this run", history.record_tick, tick.started,
+                     time.monotonic() - tick.t0, result, tick.steps, tick.check, tick.scores, tick.decisions)
     except history.HistoryError as e:
         if not result["line"].startswith("the history store"):  # else the line already says so
             result["line"] += f"; but {e}"
@@ -243,12 +242,15 @@ def run_pipeline(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None
         changed = True
     else:
         model, manifest = _deployed_model(cfg)
-        new, start = rows_to_check(cfg, manifest, stored)
-        check = {**drift_check(cfg, model, manifest, new), "batch_from": start, "batch_to": _last_batch(stored)}
+        new, unlabelled, start = rows_to_check(cfg, manifest, stored)
+        check = {**drift_check(cfg, model, manifest, new, unlabelled), "batch_from": start,
+                 "batch_to": _last_batch(stored)}
         tick.check = check
         parts.append(f"model drift: {check['verdict']} ({check['reason']})")
         if check.get("data_verdict"):
             parts.append(f"data drift: {check['data_verdict']}" + _drifting(check))
+        if check["estimated"]["verdict"] == "drop":
+            parts.append(f"estimated performance: drop ({check['estimated']['reason']})")
         want = _retrain_reason(cfg, check, tick.force)
         if want:
             _decide(tick, "retrain", want)
@@ -283,27 +285,32 @@ def _retrain_reason(cfg: dict[str, Any], check: dict[str, Any], force: bool) -> 
     if cfg["drift"]["retrain_on_data_drift"] and check.get("data_verdict") == "DRIFT" \
             and check["verdict"] != "insufficient-data":
         return "data drift (drift.retrain_on_data_drift is on)" + _drifting(check)
+    # Retraining needs labels: an estimate alone triggers it only when asked to, and only with labelled new rows.
+    if cfg["drift"]["retrain_on_estimated_drop"] and (check.get("estimated") or {}).get("verdict") == "drop" \
+            and check["new_rows"]:
+        return f"estimated performance drop (drift.retrain_on_estimated_drop is on): {check['estimated']['reason']}"
     return ""
 
 
-def rows_to_check(cfg: dict[str, Any], manifest: dict[str, Any], stored: dict[str, Any]) -> tuple[Any, int]:
-    """The rows first ingested after both the last conclusive check and the data the deployed model was trained on
-    (release manifest), from the store (its manifest), and the batch id they come after."""
+def rows_to_check(cfg: dict[str, Any], manifest: dict[str, Any], stored: dict[str, Any]) -> tuple[Any, Any, int]:
+    """The labelled and the unlabelled rows first ingested after both the last conclusive check and the data the
+    deployed model was trained on (release manifest), from the store (its manifest), and the batch id they follow."""
     import store
     start = max(_read(cfg, history.checked_up_to), int(manifest["model"].get("data_batch", 0)))
-    return store.read_dataset(cfg, stored, keep=[*cfg["feature_columns"], cfg["target_column"]], after=start), start
+    feats = cfg["feature_columns"]
+    labelled = store.read_dataset(cfg, stored, keep=[*feats, cfg["target_column"]], after=start)
+    unlabelled = store.read_dataset(cfg, stored, keep=feats, after=start, labelled=False)
+    return labelled, unlabelled, start
 
 
-def drift_check(cfg: dict[str, Any], model: Any, manifest: dict[str, Any], new: Any) -> dict[str, Any]:
-    """Model and data drift of the deployed release on the given rows."""
+def drift_check(cfg: dict[str, Any], model: Any, manifest: dict[str, Any], new: Any,
+                unlabelled: Any = None) -> dict[str, Any]:
+    """The deployed release on the new rows (drift.check_release), against its own past scores."""
     import drift
-    y = new[cfg["target_column"]].to_numpy()
-    pred = model.predict(new[cfg["feature_columns"]]) if len(new) else y
     past = _read(cfg, history.past_new_scores, manifest["version"])
-    check = drift.model_drift(y, pred, float(manifest["scores"]["f1"]), past, cfg["drift"])
     profile = json.loads((Path(manifest["folder"]) / artifacts.PROFILE).read_text(encoding="utf-8"))
-    data = drift.data_drift(profile, new, cfg["feature_columns"], cfg["drift"])
-    return {**check, "release": manifest["version"], "data_verdict": data["verdict"], "features": data["features"]}
+    return {**drift.check_release(cfg, model, profile, float(manifest["scores"]["f1"]), past, new, unlabelled),
+            "release": manifest["version"]}
 
 
 def _challenge(cfg: dict[str, Any], tick: Tick, release: dict[str, Any]) -> str:
@@ -366,10 +373,12 @@ def dry_run_plan(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None
         plan.append("would bootstrap: train, score and deploy the first release")
         return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan}
     model, manifest = _deployed_model(cfg)
-    waiting, _ = rows_to_check(cfg, manifest, read_manifest(cfg))
+    waiting, waiting_unlabelled, _ = rows_to_check(cfg, manifest, read_manifest(cfg))
     frames = [f for f in (waiting, ing["new_rows"]) if f is not None and len(f)]
     new = pd.concat(frames, ignore_index=True)[waiting.columns] if frames else waiting
-    check = drift_check(cfg, model, manifest, new)
+    frames = [f for f in (waiting_unlabelled, ing["new_unlabelled"]) if f is not None and len(f)]
+    unlabelled = pd.concat(frames, ignore_index=True)[waiting_unlabelled.columns] if frames else waiting_unlabelled
+    check = drift_check(cfg, model, manifest, new, unlabelled)
     tick.check = check
     plan.append(f"model drift on {len(new):,} rows: {check['verdict']} ({check['reason']})")
     if check.get("data_verdict"):
@@ -379,30 +388,6 @@ def dry_run_plan(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None
                 else f"would keep release {release['version']}")
     return {"outcome": "dry-run", "line": "dry run: " + "; ".join(plan), "plan": plan, "check": check,
             "decision": "retrain" if want else "keep", "reason": want}
-
-
-def _record(db: Any, tick: Tick, result: dict[str, Any]) -> int:
-    """Write the tick, its steps, drift check, scores and decisions to the history store; returns its id."""
-    seconds = time.monotonic() - tick.t0
-    details = {k: v for k, v in result.items() if k != "line"}
-    # The drift check of a run that failed before carrying out its decision (training, scoring or deployment
-    # failed) is kept in the run's details only: recorded as a check it would mark its rows as checked, and the
-    # next run would find nothing to do, the retrain lost.
-    acted_on = result["outcome"] != "failed"
-    if tick.check and not acted_on:
-        details["check_not_acted_on"] = tick.check
-    run_id = history.record_run(db, "fullprocess", tick.started, history.now_iso(), seconds, result["outcome"],
-                                result["line"], details)
-    for s in tick.steps:
-        history.record_run(db, s["step"], s["started"], s["ended"], s["seconds"], s["outcome"],
-                           "", s["details"], parent_id=run_id)
-    if tick.check and acted_on:
-        history.record_drift_check(db, run_id, tick.check)
-    for role, metrics, release in tick.scores:
-        history.record_score(db, run_id, role, metrics, release)
-    for d in tick.decisions:
-        history.record_decision(db, run_id, d["decision"], d["reason"])
-    return run_id
 
 
 if __name__ == "__main__":

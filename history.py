@@ -22,7 +22,7 @@ from config import display_path
 log = logging.getLogger("history")
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # version -> SQL that upgrades a file of the previous version (schema.sql is the current version whole).
 MIGRATIONS: dict[int, str] = {
     # drift checks name store batches instead of byte offsets into finaldata.csv
@@ -34,6 +34,12 @@ MIGRATIONS: dict[int, str] = {
     3: "CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, "
        "target TEXT NOT NULL, delivered INTEGER NOT NULL, title TEXT NOT NULL DEFAULT ''); "
        "CREATE INDEX IF NOT EXISTS alerts_target ON alerts(target, kind, id);",
+    # what a check tells without labels, and what the labels' rate and the predictions' spread say
+    4: "ALTER TABLE drift_checks ADD COLUMN unlabelled_rows INTEGER NOT NULL DEFAULT 0; "
+       "ALTER TABLE drift_checks ADD COLUMN est_f1 REAL; ALTER TABLE drift_checks ADD COLUMN est_low REAL; "
+       "ALTER TABLE drift_checks ADD COLUMN est_high REAL; ALTER TABLE drift_checks ADD COLUMN est_verdict TEXT; "
+       "ALTER TABLE drift_checks ADD COLUMN prediction_verdict TEXT; "
+       "ALTER TABLE drift_checks ADD COLUMN prior_verdict TEXT;",
 }
 TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")  # shown in timings and trends
 LOW_DISK_BYTES = 10 * 2**20
@@ -123,13 +129,16 @@ def record_decision(db: sqlite3.Connection, run_id: int, decision: str, reason: 
 
 def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any]) -> int:
     """Insert a drift check and its per-feature figures; returns the check's id."""
+    est = check.get("estimated") or {}
     cur = db.execute(
         "INSERT INTO drift_checks(run_id, release, rule, new_rows, new_score, ci_low, ci_high, deployed_score, "
-        "threshold, verdict, reason, data_verdict, batch_from, batch_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "threshold, verdict, reason, data_verdict, batch_from, batch_to, unlabelled_rows, est_f1, est_low, est_high, "
+        "est_verdict, prediction_verdict, prior_verdict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (run_id, check.get("release"), check["rule"], check["new_rows"], check.get("new_score"),
          check.get("ci_low"), check.get("ci_high"), check.get("deployed_score"), check.get("threshold"),
          check["verdict"], check["reason"], check.get("data_verdict"), check.get("batch_from", 0),
-         check["batch_to"]))
+         check["batch_to"], check.get("unlabelled_rows", 0), est.get("f1"), est.get("ci_low"), est.get("ci_high"),
+         est.get("verdict"), (check.get("prediction") or {}).get("verdict"), (check.get("prior") or {}).get("verdict")))
     check_id = int(cur.lastrowid)
     for f in check.get("features", []):
         db.execute("INSERT INTO feature_drift(check_id, feature, psi, psi_floor, ks, ks_pvalue, missing_rate, "
@@ -137,6 +146,30 @@ def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any
                    (check_id, f["feature"], f.get("psi"), f.get("psi_floor"), f.get("ks"), f.get("ks_pvalue"),
                     f.get("missing_rate"), f["verdict"]))
     return check_id
+
+
+def record_tick(db: sqlite3.Connection, started: str, seconds: float, result: dict[str, Any],
+                steps: list[dict[str, Any]], check: dict[str, Any] | None,
+                scores: list[tuple[str, dict[str, Any], Any]], decisions: list[dict[str, str]]) -> int:
+    """Write a fullprocess tick, its steps, drift check, scores and decisions; returns its id."""
+    details = {k: v for k, v in result.items() if k != "line"}
+    # The drift check of a run that failed before carrying out its decision (training, scoring or deployment
+    # failed) is kept in the run's details only: recorded as a check it would mark its rows as checked, and the
+    # next run would find nothing to do, the retrain lost.
+    acted_on = result["outcome"] != "failed"
+    if check and not acted_on:
+        details["check_not_acted_on"] = check
+    run_id = record_run(db, "fullprocess", started, now_iso(), seconds, result["outcome"], result["line"], details)
+    for s in steps:
+        record_run(db, s["step"], s["started"], s["ended"], s["seconds"], s["outcome"], "", s["details"],
+                   parent_id=run_id)
+    if check and acted_on:
+        record_drift_check(db, run_id, check)
+    for role, metrics, release in scores:
+        record_score(db, run_id, role, metrics, release)
+    for d in decisions:
+        record_decision(db, run_id, d["decision"], d["reason"])
+    return run_id
 
 
 def checked_up_to(db: sqlite3.Connection) -> int:

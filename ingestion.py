@@ -20,7 +20,7 @@ import errno
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ import store
 from artifacts import INGESTION_LOCK
 from atomicio import LockBusy, file_lock, remove_stale_temps, sha256_file
 from config import display_path, load_config
-from datacontract import DataError, read_chunks
+from datacontract import DataError, header_names, parse_csv
 from filerecord import (
     escape_name,
     exports_current,
@@ -103,9 +103,11 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
     if write and (added or not exports_current(cfg, manifest)):
         replaced = any(f.get("replaced") for f in result["ingested_files"])
         store.export(cfg, manifest, index, [] if replaced else added)
-    if not write:
-        kept = [frames[b][index["keep"][b] & index["fresh"][b]] for b in added]
-        result["new_rows"] = pd.concat(kept, ignore_index=True) if kept else None
+    if not write:  # the rows a real run would check: labelled ones, and unlabelled monitoring rows
+        labels = {b["id"]: b["labelled"] for b in manifest["batches"]}
+        for key, labelled in (("new_rows", True), ("new_unlabelled", False)):
+            kept = [frames[b][index["keep"][b] & index["fresh"][b]] for b in added if labels[b] == labelled]
+            result[key] = pd.concat(kept, ignore_index=True) if kept else None
     result["total_rows"] = int(len(index["hashes"]))
     result["duplicates_dropped"] = result["rows_read"] - result["rows_added"]
     result["seconds"] = round(time.monotonic() - started, 3)
@@ -148,7 +150,8 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         if outside:
             raise DataError(f"{shown}: a symbolic link to {escape_name(str(outside))}, outside the input "
                             f"folder; expected a file in the folder (copy it in instead)")
-        chunks = read_chunks(path, cfg, shown)
+        labelled = has_target(path, cfg)
+        chunks = read_chunks(path, cfg, shown, labelled)
         if write:
             _, hashes = store.write_batch(cfg, batch_id, chunks)
         else:
@@ -170,7 +173,7 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         return _reject(name, stat, f"{shown}: cannot be read ({type(e).__name__}: {e}), expected a CSV file "
                                    f"that can be read in pieces of {cfg['ingestion']['chunk_bytes']:,} bytes",
                        manifest)
-    return _add_batch(cfg, name, stat, batch_id, hashes, manifest, index)
+    return _add_batch(cfg, name, stat, batch_id, hashes, manifest, index, labelled)
 
 
 def _reject(name: str, stat: dict[str, Any], reason: str, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -181,9 +184,9 @@ def _reject(name: str, stat: dict[str, Any], reason: str, manifest: dict[str, An
 
 
 def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: int, hashes: np.ndarray,
-               manifest: dict[str, Any], index: dict[str, Any]) -> dict[str, Any]:
-    """Add a read file version to the manifest and index: a new batch, which replaces the file's previous version
-    when ingestion.on_change says so."""
+               manifest: dict[str, Any], index: dict[str, Any], labelled: bool) -> dict[str, Any]:
+    """Add a read file version to the manifest and index: a new batch (unlabelled: monitoring data, never trained
+    on), which replaces the file's previous version when ingestion.on_change says so."""
     previous = live_files(manifest).get(name)
     replace = previous is not None and cfg["ingestion"]["on_change"] == "replace"
     before = index["hashes"]
@@ -193,7 +196,7 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
     fresh = keep & ~np.isin(hashes, store.batch_hashes(cfg, previous["id"])) if replace else keep
     now = history.now_iso()
     batch = {"id": batch_id, "file": name, **stat, "rows": len(hashes), "rows_added": int(fresh.sum()),
-             "labelled": True, "ingested_at": now}
+             "labelled": labelled, "ingested_at": now}
     manifest["next_batch"] = batch_id + 1
     manifest["rejected"].pop(name, None)
     index["fresh"][batch_id] = fresh
@@ -214,7 +217,70 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
     return {"changed": True, "batch": batch_id, "rows_read": len(hashes), "rows_added": batch["rows_added"],
             "rows_removed": removed,
             "ingested_files": [{"name": escape_name(name), "batch": batch_id, "rows_read": len(hashes),
-                                "rows_added": batch["rows_added"], "rows_removed": removed, "replaced": replace}]}
+                                "rows_added": batch["rows_added"], "rows_removed": removed, "replaced": replace,
+                                "labelled": labelled}]}
+
+
+def has_target(path: Path, cfg: dict[str, Any]) -> bool:
+    """Whether a data file's header names the target column; a file without it is unlabelled monitoring data. When
+    the header cannot be read here, True: the full read then says what is wrong."""
+    with open(path, "rb") as f:
+        head = f.readline(cfg["ingestion"]["chunk_bytes"])  # the whole header line: it may have 100,000 names
+    try:
+        text = head.decode("utf-8-sig")
+        return cfg["target_column"] in header_names(text if "\n" in text else text + "\n", "")
+    except (UnicodeDecodeError, DataError):
+        return True
+
+
+def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = True) -> Iterator[pd.DataFrame]:
+    """A data file as typed frames of at most ingestion.chunk_bytes of it each, so any size is read in bounded
+    memory: one frame for a file that fits (the common case), else pieces cut at row ends, each checked under the
+    contract with the header (unlabelled: without the target column); DataError names the row within the whole
+    file."""
+    size = cfg["ingestion"]["chunk_bytes"]
+    with open(path, "rb") as f:
+        first = f.read(size)
+        if len(first) < size:
+            yield parse_csv(first, cfg, source, labelled)
+            return
+        end = first.find(b"\n") + 1
+        if end == 0:
+            raise DataError(f"{source}: no line end in the first {size:,} bytes, expected a CSV header line")
+        header, rest, row = first[:end], first[end:], 1
+        while True:
+            more = f.read(size)
+            data = rest + more
+            if not data:
+                return
+            cut = _row_end(data) if more else len(data)
+            if cut == 0:
+                raise DataError(f"{source}: a row longer than {size:,} bytes after row {row - 1}, expected rows of "
+                                f"a CSV file (config ingestion.chunk_bytes)")
+            piece, rest = data[:cut], data[cut:]
+            if piece.strip():
+                try:
+                    df = parse_csv(header + piece, cfg, source, labelled)
+                except DataError as e:
+                    if e.row is None:
+                        raise
+                    whole = e.row + row - 1
+                    raise DataError(str(e).replace(f"row {e.row}", f"row {whole}", 1), whole) from None
+                row += len(df)
+                yield df
+            if not more:
+                return
+
+
+def _row_end(data: bytes) -> int:
+    """Where the last complete row of a piece of CSV ends (after a line end outside quotes); 0 if none does."""
+    end = data.rfind(b"\n") + 1
+    quotes = data.count(b'"', 0, end)
+    while end and quotes % 2:  # inside a quoted field: that line end belongs to a value
+        before = data.rfind(b"\n", 0, end - 1) + 1
+        quotes -= data.count(b'"', before, end)
+        end = before
+    return end
 
 
 def _unreadable(e: OSError) -> str:

@@ -55,7 +55,12 @@ CREATE TABLE IF NOT EXISTS drift_checks (
     reason TEXT NOT NULL,
     data_verdict TEXT,                  -- OK, WARN, DRIFT
     batch_from INTEGER NOT NULL DEFAULT 0,  -- the rows first ingested in store batches after this id ...
-    batch_to INTEGER NOT NULL DEFAULT 0     -- ... up to this id were checked
+    batch_to INTEGER NOT NULL DEFAULT 0,    -- ... up to this id were checked
+    unlabelled_rows INTEGER NOT NULL DEFAULT 0,  -- rows without labels among them (monitoring data)
+    est_f1 REAL, est_low REAL, est_high REAL,  -- F1 estimated without labels, with its interval
+    est_verdict TEXT,                   -- drop, no-drop, insufficient-data
+    prediction_verdict TEXT,            -- predicted risk against training's: OK, WARN, DRIFT
+    prior_verdict TEXT                  -- exit rate of the labelled rows against training's: OK, WARN, DRIFT
 );
 CREATE INDEX IF NOT EXISTS drift_checks_release ON drift_checks(release, id);
 

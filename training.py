@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sklearn
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -29,11 +31,13 @@ import store
 from atomicio import atomic_write_json
 from config import display_path, load_config
 from deployment import release_lock
-from drift import reference_profile
+from drift import calibration, reference_profile
 from filerecord import read_manifest
 from modelstore import load_model, save_model
 
 log = logging.getLogger("training")
+
+CALIBRATION_ROWS = 200_000
 
 
 def build_pipeline(cfg: dict[str, Any]) -> Pipeline:
@@ -62,6 +66,20 @@ def fit(cfg: dict[str, Any], df: Any) -> Pipeline:
     return build_pipeline(cfg).fit(X, df[target])
 
 
+def calibrate(cfg: dict[str, Any], df: Any) -> dict[str, Any]:
+    """The calibration the label-free checks use (drift.calibration), from probabilities the model gives rows it
+    was not fitted on: 5-fold cross-validated, on at most CALIBRATION_ROWS rows (a logistic regression needs no more
+    to be calibrated, and ten million rows would cost five more fits)."""
+    sample = df.sample(min(len(df), CALIBRATION_ROWS), random_state=0) if len(df) > CALIBRATION_ROWS else df
+    y = sample[cfg["target_column"]].to_numpy()
+    folds = min(5, int(np.bincount(y, minlength=2).min()))
+    if folds < 2:
+        return {}
+    proba = cross_val_predict(build_pipeline(cfg), sample[cfg["feature_columns"]], y, cv=folds,
+                              method="predict_proba")[:, 1]
+    return calibration(proba, y)
+
+
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train on the store's labelled rows and save the model with its record; returns what was trained."""
     started = time.monotonic()
@@ -87,7 +105,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     # The profile is written before the model: a model on disk always has the profile of its own data.
     cli.progress("training", "profiling the features for drift checks, saving")
-    profile = {**reference_profile(df, cfg["feature_columns"]), "data_commit": meta["data_commit"]}
+    profile = {**reference_profile(df, cfg["feature_columns"]), **calibrate(cfg, df),
+               "data_commit": meta["data_commit"]}
     with release_lock(cfg, "training"):  # a deployment copying models/ meanwhile would mix two trainings
         atomic_write_json(artifacts.path(cfg, "profile"), profile)
         save_model(model, out, meta)

@@ -61,9 +61,9 @@ def check_once(cfg: dict[str, Any]) -> dict[str, Any]:
     t = [time.perf_counter()]
     model, manifest = releases.load_deployed_model(cfg)
     t.append(time.perf_counter())
-    new, _ = fullprocess.rows_to_check(cfg, manifest, read_manifest(cfg))
+    new, unlabelled, _ = fullprocess.rows_to_check(cfg, manifest, read_manifest(cfg))
     t.append(time.perf_counter())
-    check = fullprocess.drift_check(cfg, model, manifest, new)
+    check = fullprocess.drift_check(cfg, model, manifest, new, unlabelled)
     t.append(time.perf_counter())
     names = ["load_model_s", "read_rows_s", "check_s"]
     return {"seconds": t[-1] - t[0], "new_rows": check["new_rows"], "verdict": check["verdict"],

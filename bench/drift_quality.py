@@ -25,6 +25,7 @@ files and answer with JSON from a subprocess in their venv (this same file, run 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -69,7 +70,7 @@ SCENARIOS: list[tuple[str, str, str, float]] = [
 TOOLS: list[tuple[str, str]] = [
     ("ours_data", "ours: data drift (DRIFT)"),
     ("ours_model", "ours: model drift (drift, labels)"),
-    ("ours_estimated", "ours: estimated performance (no labels)"),
+    ("ours_estimated", "ours: estimated F1 drop (no labels)"),
     ("evidently_dataset", "Evidently: dataset drift (>= 50% of columns)"),
     ("evidently_any", "Evidently: any column drifted"),
     ("nannyml_univariate", "NannyML: univariate drift (any feature alert)"),
@@ -158,17 +159,29 @@ def setup(seed: int) -> dict[str, Any]:
              "mean": {f: float(ref[f].mean()) for f in features}}
     return {"drift": drift, "gen": gen, "cfg": cfg, "features": features, "target": target, "ref": ref,
             "model": model, "deployed_f1": deployed_f1, "profile": drift.reference_profile(ref, features),
-            "stats": stats, "estimate": getattr(drift, "estimate_performance", None)}
+            "stats": stats, "estimate": getattr(drift, "estimate_performance", None),
+            "drift_sha": hashlib.sha256(Path(drift.__file__).read_bytes()).hexdigest()[:12]}
 
 
-def estimated_alarm(ctx: dict[str, Any], batch: Any, proba: np.ndarray) -> bool | None:
-    """Our label-free estimated-performance verdict, when drift.py has one (None where it has not)."""
-    est = ctx["estimate"]
-    if est is None:
+def add_calibration(ctx: dict[str, Any]) -> None:
+    """The release's label-free reference (drift.calibration of cross-validated training probabilities), as
+    training saves it in the profile, when drift.py has the estimate; else no estimated-performance row."""
+    drift, ref, features = ctx["drift"], ctx["ref"], ctx["features"]
+    if ctx["estimate"] is None or not hasattr(drift, "calibration"):
+        ctx["estimate"] = None
+        return
+    from sklearn.model_selection import cross_val_predict
+    training = _project()[2]
+    cv = cross_val_predict(training.build_pipeline(ctx["cfg"]), ref[features], ref["y"], cv=5,
+                           method="predict_proba")[:, 1]
+    ctx["est_profile"] = {**ctx["profile"], **drift.calibration(cv, ref["y"].to_numpy())}
+
+
+def estimated_verdict(ctx: dict[str, Any], proba: np.ndarray) -> str | None:
+    """Our label-free estimated-performance verdict ("drop" is the alarm), None where drift.py has none."""
+    if ctx["estimate"] is None:
         return None
-    out = est(proba, ctx["ref_proba_profile"], ctx["deployed_f1"], ctx["cfg"]["drift"])
-    verdict = out.get("verdict") if isinstance(out, dict) else out
-    return verdict in ("drift", "DRIFT", "alarm", True)
+    return str(ctx["estimate"](ctx["est_profile"], proba, ctx["cfg"]["drift"])["verdict"])
 
 
 def run_ours(ctx: dict[str, Any], repeats: dict[int, int], seed: int, folder: Path | None) -> dict[str, Any]:
@@ -192,7 +205,9 @@ def run_ours(ctx: dict[str, Any], repeats: dict[int, int], seed: int, folder: Pa
                                                  cfg["drift"])["verdict"])
                 seconds += time.perf_counter() - t0
                 proba = model.predict_proba(X)[:, 1]
-                est_v.append(estimated_alarm(ctx, b, proba))
+                t0 = time.perf_counter()
+                est_v.append(estimated_verdict(ctx, proba))
+                seconds += time.perf_counter() - t0
                 exit_rates.append(float(b["y"].mean()))
                 if folder is not None:
                     b["proba"], b["pred"], b["batch"] = proba, pred.astype("int64"), i
@@ -202,7 +217,9 @@ def run_ours(ctx: dict[str, Any], repeats: dict[int, int], seed: int, folder: Pa
                 "ours_data": float(np.mean(data)),
                 "ours_model": float(np.mean([v == "drift" for v in model_v])),
                 "ours_insufficient": float(np.mean([v == "insufficient-data" for v in model_v])),
-                "ours_estimated": None if est_v[0] is None else float(np.mean(est_v)),
+                "ours_estimated": None if est_v[0] is None else float(np.mean([v == "drop" for v in est_v])),
+                "est_insufficient": None if est_v[0] is None else float(np.mean([v == "insufficient-data"
+                                                                                  for v in est_v])),
                 "exit_rate": float(np.mean(exit_rates)),
             }
             if folder is not None:
@@ -335,6 +352,9 @@ def time_one(tool: str, folder: Path) -> None:
             model = pickle.load(fh)  # our own file, written by this run
         pred = model.predict(batch[meta["features"]])
         data = drift.data_drift(meta["profile"], batch, meta["features"], meta["thresholds"])
+        if meta["estimated"]:
+            proba = model.predict_proba(batch[meta["features"]])[:, 1]
+            drift.estimate_performance(meta["profile"], proba, meta["thresholds"])
         check = drift.model_drift(batch["y"].to_numpy(), pred, meta["deployed_f1"], [], meta["thresholds"])
         verdicts = {"data": data["verdict"], "model": check["verdict"]}
     else:
@@ -376,12 +396,15 @@ def run_timing(ctx: dict[str, Any], rows: int, seed: int, folder: Path, anchors:
     batch["pred"] = ctx["model"].predict(batch[features]).astype("int64")
     batch.to_parquet(folder / "batch.parquet", index=False)
     ctx["ref"].to_parquet(folder / "reference.parquet", index=False)
-    (folder / "ours.json").write_text(json.dumps({"features": features, "profile": ctx["profile"],
+    estimated = ctx["estimate"] is not None
+    (folder / "ours.json").write_text(json.dumps({"features": features, "estimated": estimated,
+                                                  "profile": ctx["est_profile"] if estimated else ctx["profile"],
                                                   "deployed_f1": ctx["deployed_f1"],
                                                   "thresholds": ctx["cfg"]["drift"]}))
     with open(folder / "model.pkl", "wb") as fh:
         pickle.dump(ctx["model"], fh)
-    cases = [("ours", sys.executable, "ours: data drift + model drift (with predict)")]
+    what = "data drift + model drift" + (" + estimated F1" if estimated else "")
+    cases = [("ours", sys.executable, f"ours: {what} (with predict)")]
     if anchors is not None:
         cases += [("evidently", str(anchors), "Evidently: DataDriftPreset"),
                   ("nannyml-univariate", str(anchors), "NannyML: univariate drift (fit + calculate)"),
@@ -439,6 +462,8 @@ def rate_table(rates: dict[int, dict[str, Any]], repeats: dict[int, int], estima
                 cell += " †"
             if key == "ours_model" and rates[n]["ours_insufficient"] > 0:
                 cell += f" ({pct(rates[n]['ours_insufficient'])} insuff.)"
+            if key == "ours_estimated" and rates[n]["est_insufficient"]:
+                cell += f" ({pct(rates[n]['est_insufficient'])} insuff.)"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -465,6 +490,8 @@ def render(args: argparse.Namespace, ctx: dict[str, Any], ours: dict[str, Any], 
         f"- Ours: Python {v['python']}, numpy {v['numpy']}, pandas {v['pandas']}, scikit-learn {v['scikit-learn']} "
         "(the project's .venv). Anchors: " + (f"Evidently {av['evidently']}, NannyML {av['nannyml']}, pandas "
                                             f"{av['pandas']} in bench/.anchors-venv." if av else anchor_note),
+        f"- drift.py as run: sha256 {ctx['drift_sha']} (other work changes it; the verdicts are of that file), "
+        f"thresholds `{json.dumps(ctx['cfg']['drift'])}` from `config.load_config()`.",
         f"- Reference: {REF_ROWS:,} clients of the \"new\" period (`generate_data.clients_fast`), exit rate "
         f"{ctx['stats']['exit_rate']:.1%}; the model is `training.build_pipeline(cfg)` fitted on them; deployed F1 "
         f"{ctx['deployed_f1']:.3f} on {HOLDOUT_ROWS:,} held-out rows. Every tool gets these rows as its reference "
@@ -478,7 +505,11 @@ def render(args: argparse.Namespace, ctx: dict[str, Any], ours: dict[str, Any], 
         "double or halve the exit rate (the features move with it, through the exits' low activity).",
         "- Verdicts: ours as fullprocess calls them, `drift.data_drift` (DRIFT = alarm) and `drift.model_drift` "
         "with the config's thresholds, raw rule, no history (drift = alarm; insufficient-data, shown in brackets, "
-        "is not). Evidently: `DriftedColumnsCount()` (the metric behind `DataDriftPreset`'s dataset-drift flag, "
+        "is not)" + (". Estimated F1 (no labels): `drift.estimate_performance` on the model's probabilities, "
+                     "with the release's calibration made by `drift.calibration` from 5-fold cross-validated "
+                     "probabilities of the reference rows (as drift.py describes training saving it); \"drop\" "
+                     "= alarm, insufficient-data in brackets" if estimated else "")
+        + ". Evidently: `DriftedColumnsCount()` (the metric behind `DataDriftPreset`'s dataset-drift flag, "
         "same defaults: Evidently picks each column's test, here Wasserstein distance (normed) > 0.1 because the "
         "reference has over 1,000 rows; the flag is share of drifted columns >= 0.5), and also any drifted column. "
         "NannyML: `UnivariateDriftCalculator` with default methods (Jensen-Shannon, threshold mean + 3 sd of the "
@@ -515,7 +546,7 @@ def render(args: argparse.Namespace, ctx: dict[str, Any], ours: dict[str, Any], 
         else:
             lines.append(f"| {t['tool']} | {t['wall']:.1f} | {t['cpu']:.1f} | {t['check']:.2f} | "
                          f"{t['peak_mb']:,.0f} |")
-    spent = f"ours {ours['seconds']:.0f} s (predict, data drift, model drift)"
+    spent = f"ours {ours['seconds']:.0f} s (predict, data drift, model drift{', estimated F1' if estimated else ''})"
     if anchors:
         spent += (f"; Evidently {anchors['seconds']['evidently']:.0f} s; NannyML {anchors['seconds']['nannyml']:.0f} s "
                   "(its fits on the reference included)")
@@ -533,8 +564,9 @@ NOTES = [
     "labels and fires only on a drop in F1 beyond noise and the margin; CBPE estimates F1 without labels and "
     "alerts both ways (up and down).",
     "- Evidently's default test on a reference over 1,000 rows is a Wasserstein distance with a fixed threshold "
-    "(0.1 of the reference's sd), whatever the batch size: on small batches the distance of pure noise passes it, "
-    "on large ones a real but small shift stays under it.",
+    "(0.1 of the reference's sd), whatever the batch size: on batches of 20-100 rows the distance of pure noise "
+    "passes it, and on large batches any move past 0.1 sd is flagged, however small for the model, while one "
+    "under 0.1 sd never is.",
     "- NannyML's thresholds come from the spread of its statistic over reference chunks of the batch's size: the "
     "fewer reference chunks, the noisier (10 at 10,000 rows here) and at one chunk meaningless (see †).",
     "- Our data-drift verdict needs both significance (noise floor / p-value for the batch size) and a minimum "
@@ -582,6 +614,7 @@ def main() -> None:
         anchors_py = None
     print("training the reference model", flush=True)
     ctx = setup(args.seed)
+    add_calibration(ctx)
     with tempfile.TemporaryDirectory(prefix="drift_quality_") as tmp:
         folder = Path(tmp)
         ours = run_ours(ctx, repeats, args.seed, folder if anchors_py else None)

@@ -255,8 +255,9 @@ def build() -> list[dict[str, Any]]:
         rejected("missing-feature", text([(k[0], k[1], k[3], k[4]) for k in r("missing-feature")],
                                          header=HEADER.replace(FEATURES[1] + ",", "")),
                  rf"missing column '{FEATURES[1]}'"),
-        rejected("missing-target", text([k[:-1] for k in r("missing-target")], header=HEADER.rsplit(",", 1)[0]),
-                 rf"missing column '{TARGET}'"),
+        # No target column: unlabelled monitoring data, stored and checked but never trained on
+        kind("missing-target", "unlabelled", text([k[:-1] for k in r("missing-target")],
+                                                  header=HEADER.rsplit(",", 1)[0]), rows=(3, 3)),
         rejected("duplicate-column", text([(*k, 1) for k in r("duplicate-column")], header=HEADER + "," + TARGET),
                  rf"'{TARGET}' appears 2 times"),
         rejected("wrong-case-header", text(r("wrong-case-header"), header=HEADER.upper()), r"(?i)missing columns"),

@@ -38,7 +38,7 @@ SETPRIV = shutil.which("setpriv")
 DROP = os.geteuid() == 0 and SETPRIV is not None
 CAN_BE_UNREADABLE = os.geteuid() != 0 or DROP
 IN_RUN = [k for k in KINDS if k["kind"] != "unreadable" or CAN_BE_UNREADABLE]
-LATE = ("accepted", "dropped")  # written after the run that must change nothing
+LATE = ("accepted", "dropped", "unlabelled")  # written after the run that must change nothing
 
 
 def ingest(ws: Path, unprivileged: bool = DROP) -> tuple[dict[str, Any], str]:
@@ -152,6 +152,8 @@ def test_each_kind_meets_its_expected_outcome_in_a_real_run(runs: dict[str, Any]
     if k["outcome"] in LATE:
         assert done and not refused, f"{want}, got {refused}"
         assert (done["rows_read"], done["rows_added"]) == k["rows"], f"{want} with (read, added) {k['rows']}"
+        if k["outcome"] == "unlabelled":  # kept in the store as monitoring data: not exported, never trained on
+            assert runs["ingested"][name]["labelled"] is False and not of_kind(rows, k["kind"]), want
         assert set(k["expect"]) <= rows, f"{want}: rows missing from finaldata.csv: {set(k['expect']) - rows}"
         if k["expect"]:  # and no other rows of its clients (a blank line is not a row, a quote not a value)
             assert of_kind(rows, k["kind"]) == set(k["expect"]), f"{want}: other rows in finaldata.csv"
@@ -214,7 +216,8 @@ def test_good_files_only_append_and_a_run_with_nothing_new_changes_nothing(runs:
     assert tree_hashes(runs["ws"] / "sourcedata") == runs["sources"]  # nothing moved, changed or deleted
     df = parse_csv(after["finaldata.csv"], CFG, "finaldata.csv")
     assert not df.duplicated().any()
-    assert len(df) == len(saved_hashes(runs["ws"]))
+    unlabelled = sum(b["rows"] for b in manifest_of(after)["batches"] if not b["labelled"])  # not exported
+    assert len(df) == len(saved_hashes(runs["ws"])) - unlabelled
 
 
 # ---------------------------------------------------------------- the two readers
@@ -226,22 +229,23 @@ FILE_KINDS = [k for k in KINDS if k["data"] or k["make"] is write_bytes]
 @pytest.mark.parametrize("k", FILE_KINDS, ids=[k["kind"] for k in FILE_KINDS])
 def test_both_readers_give_each_kind_the_same_verdict(k: dict[str, Any]) -> None:
     data, source = k["data"], escape_name(k["file"])
+    labelled = k["outcome"] != "unlabelled"  # as ingestion reads a file whose header has no target column
     try:
-        checked, error = checked_parse(data, CFG, source), None
+        checked, error = checked_parse(data, CFG, source, labelled), None
     except DataError as e:
         checked, error = None, e
-    fast = fast_parse(data, CFG)
+    fast = fast_parse(data, CFG, labelled)
     if error is not None:
         assert fast is None, f"{k['file']}: the fast reader accepted a file the checked one refuses ({error})"
         with pytest.raises(DataError) as err:
-            parse_csv(data, CFG, source)
+            parse_csv(data, CFG, source, labelled)
         assert str(err.value) == str(error)
     else:
         if fast is not None:
             pd.testing.assert_frame_equal(fast, checked, check_exact=True)
             assert fast.columns.tolist() == checked.columns.tolist()
             assert [str(t) for t in fast.dtypes] == [str(t) for t in checked.dtypes]
-        pd.testing.assert_frame_equal(parse_csv(data, CFG, source), checked, check_exact=True)
+        pd.testing.assert_frame_equal(parse_csv(data, CFG, source, labelled), checked, check_exact=True)
     if k["make"] is not write_bytes:
         return  # its outcome is about the link, the folder or the permissions, not the bytes
     if k["outcome"] == "rejected":

@@ -76,3 +76,30 @@ def test_a_lasting_drop_stays_drift_when_the_challenger_is_refused(tmp_path):
                                                                                     "batch_to": n}))
     assert verdicts[:8].count("drift") == 0 and verdicts[8:] == ["drift"] * 12, verdicts
     assert len(history.call(cfg, "cannot be read", history.past_new_scores, 1)) == 8
+
+
+def test_an_unlabelled_file_is_monitored_and_never_trained_on(tmp_path):
+    """A file without the target column is monitoring data: validated, stored as unlabelled, estimated without
+    labels and checked for data and prediction drift, kept out of finaldata.csv and out of training."""
+    ws = make_workspace(tmp_path / "ws")
+    assert run_script("fullprocess.py", ws).returncode == 0
+    rng = np.random.default_rng(9)
+    batch = generate_data.clients_fast(rng, 400, "new").drop(columns=["exited"])
+    batch["corporation"] = [f"unl{i:04d}" for i in range(len(batch))]
+    batch.to_csv(ws / "sourcedata" / "monitoring.csv", index=False)
+    p = run_script("fullprocess.py", ws, "--json")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    (f,) = result["ingestion"]["ingested_files"]
+    assert f["name"] == "sourcedata/monitoring.csv" and f["labelled"] is False and f["rows_added"] == 400
+    check = result["check"]
+    assert check["unlabelled_rows"] == 400 and check["new_rows"] == 0 and check["verdict"] == "insufficient-data"
+    est = check["estimated"]
+    assert est["rows"] == 400 and 0 < est["ci_low"] <= est["f1"] <= est["ci_high"] < 1, est
+    assert est["verdict"] in ("no-drop", "insufficient-data")  # the same population the model was trained on
+    assert check["data_verdict"] == "OK" and check["prediction"]["verdict"] == "OK", check
+    assert "unl0000" not in (ws / "ingesteddata" / "finaldata.csv").read_text()
+    assert run_script("training.py", ws, "--json").returncode == 0
+    trained = json.loads(run_script("training.py", ws, "--json").stdout)
+    release = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
+    assert trained["rows"] == release["model"]["rows"]  # the 400 unlabelled rows were not trained on

@@ -379,7 +379,7 @@ def test_dry_run_and_real_run_reach_the_same_decision(states, tmp_path, on):
     retrain rule. A batch whose data drifts while the model holds up retrains only with retrain_on_data_drift."""
     ws = clone(states["shipped"], tmp_path / "ws")
     write_config(ws, drift={"retrain_on_data_drift": on})
-    generate_data.write_large(ws / "sourcedata", 300, 1, seed=1, period="new")
+    generate_data.write_large(ws / "sourcedata", 3000, 1, seed=1, period="new")  # enough rows to decide
     before = artifacts(ws)
     dry = json.loads(fullprocess(ws, "--dry-run", "--json").stdout)
     assert artifacts(ws) == before
