@@ -34,7 +34,7 @@ PRACTICE = {"input_folder_path": "practicedata", "output_model_path": "practicem
 class Receiver(BaseHTTPRequestHandler):
     """A webhook endpoint: keeps each JSON body posted to it, with its path, on the server."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         """Keep the body and answer 200."""
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.received.append({"path": self.path, **json.loads(body)})  # type: ignore[attr-defined]
@@ -42,7 +42,7 @@ class Receiver(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the test reads what arrived, not the access log."""
 
 

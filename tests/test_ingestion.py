@@ -162,7 +162,7 @@ def test_a_changed_file_replaces_its_old_version_old_rows_leave_and_new_rows_joi
     r = ingest_ok(ingested)
     new_id = store_manifest(ingested)["next_batch"] - 1
     assert r["ingested_files"] == [{"name": "sourcedata/dataset4.csv", "batch": new_id, "rows_read": len(lines) - 2,
-                                    "rows_added": 2, "rows_removed": 3, "replaced": True}], r
+                                    "rows_added": 2, "rows_removed": 3, "replaced": True, "labelled": True}], r
     assert (r["rows_added"], r["rows_removed"]) == (2, 3)
     got = final_rows(ingested)
     assert not got.duplicated().any() and {"chgaa", "chgbb"} <= set(got.corporation)
