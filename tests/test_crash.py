@@ -455,15 +455,21 @@ def test_a_history_store_that_cannot_be_written_fails_the_tick_in_one_line(templ
     check_done(ws, drops)
 
 
-def test_a_run_killed_right_after_deploying_leaves_its_outputs_to_the_next_tick(template, tmp_path):
-    """Found by the campaign: killed between switching the release and the end of the run, a run left the report
-    describing the previous release, and the next tick (with nothing new to do) never refreshed it."""
+def killed_right_after(template: Path, tmp_path: Path, operation: str) -> Path:
+    """A workspace whose run was killed at the first file operation after the named one."""
     calm = clone(template, tmp_path / "calm")
     assert kill(calm, op=0) is None                    # op 0: no kill, the run's file operations listed
     ops = (tmp_path / "calm.killpoint").read_text().splitlines()
-    switch = ops.index("os.rename production_deployment/current")
+    at = ops.index(operation)
     ws = clone(template, tmp_path / "ws")
-    assert kill(ws, op=switch + 2) == f"before {ops[switch + 1]}"  # the first operation after the switch
+    assert kill(ws, op=at + 2) == f"before {ops[at + 1]}"
+    return ws
+
+
+def test_a_run_killed_right_after_deploying_leaves_its_outputs_to_the_next_tick(template, tmp_path):
+    """Found by the campaign: killed between switching the release and the end of the run, a run left the report
+    describing the previous release, and the next tick (with nothing new to do) never refreshed it."""
+    ws = killed_right_after(template, tmp_path, "os.rename production_deployment/current")
     assert os.readlink(ws / "production_deployment" / "current") == "releases/0002"
     p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and p.stdout.startswith("no new data"), p.stdout + p.stderr
@@ -492,12 +498,7 @@ def test_a_run_killed_between_the_store_commit_and_its_exports_leaves_them_to_th
     """Killed after the store's manifest names the new batches but before finaldata.csv and ingestedfiles.txt are
     written, a run leaves the exports as the previous commit left them: the next tick must bring them up to date
     (and the release it deploys must list every ingested file)."""
-    calm = clone(template, tmp_path / "calm")
-    assert kill(calm, op=0) is None                    # op 0: no kill, the run's file operations listed
-    ops = (tmp_path / "calm.killpoint").read_text().splitlines()
-    commit = ops.index("os.rename ingesteddata/store/manifest.json")
-    ws = clone(template, tmp_path / "ws")
-    assert kill(ws, op=commit + 2) == f"before {ops[commit + 1]}"  # the first operation after the commit
+    ws = killed_right_after(template, tmp_path, "os.rename ingesteddata/store/manifest.json")
     drops = shipped_drops(ws)
     check_whole(ws, drops)
     p = subprocess.run(command(ws), cwd=ws, capture_output=True, text=True, timeout=600)
