@@ -9,8 +9,10 @@ the query string. A named file is resolved only inside the configured data folde
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,7 +24,10 @@ import pandas as pd
 from flask import request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+import artifacts
 from datacontract import DataError, parse_csv, typed_frame
+
+log = logging.getLogger("api")
 
 PATH_KEYS = ("filepath", "file_path", "data_file", "data_path")
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -315,3 +320,32 @@ def _columns(cols: dict[str, Any], where: str) -> pd.DataFrame:
     if not all(isinstance(v, list) for v in cols.values()) or len({len(v) for v in cols.values()}) > 1:
         raise ClientError(400, f"'{where}' must map each column to a list of values of the same length")
     return pd.DataFrame(cols)
+
+
+def log_rows(cfg: dict[str, Any], df: pd.DataFrame) -> None:
+    """Append rows a request sent (id and features, no label) to this worker's request log, which ingestion takes
+    in as unlabelled monitoring data (api.log_requests). Bounded: a log is closed past api.log_requests_bytes and
+    only the newest api.log_requests_files are kept. A log that cannot be written never fails the request."""
+    folder = artifacts.path(cfg, "requests")
+    cols = [cfg["id_column"], *cfg["feature_columns"]]
+    rows = df.reindex(columns=cols)
+    ids = rows[cfg["id_column"]].astype(object)
+    missing = ids.isna().to_numpy()
+    if missing.any():  # rows sent without an id get one, so each is a row of the contract
+        ids[missing] = [f"request-{time.time_ns()}-{i}" for i in range(int(missing.sum()))]
+        rows[cfg["id_column"]] = ids
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        logs = sorted(folder.glob(f"requests-*-{os.getpid()}.csv"))
+        path = logs[-1] if logs and logs[-1].stat().st_size < cfg["api"]["log_requests_bytes"] else \
+            folder / f"requests-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.csv"
+        text = rows.to_csv(index=False, header=not path.exists(), lineterminator="\n")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, text.encode("utf-8"))  # one write of whole lines: a reader never sees half a row
+        finally:
+            os.close(fd)
+        for old in sorted(folder.glob("requests-*.csv"))[:-cfg["api"]["log_requests_files"]]:
+            old.unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("could not log the request's rows in %s: %s", folder, e)

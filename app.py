@@ -57,7 +57,7 @@ import history
 import releases
 import reportdata
 import store
-from apirequest import ClientError, DataFiles, request_frame
+from apirequest import ClientError, DataFiles, log_rows, request_frame
 from charts import line_chart
 from config import DEFAULT_CONFIG, load_config
 from filerecord import read_manifest
@@ -181,6 +181,8 @@ def prediction() -> Response:
     if len(df) > cfg["api"]["max_rows"]:
         raise ClientError(413, f"{len(df):,} rows is more than the {cfg['api']['max_rows']:,}-row limit")
     model, manifest = deployed(risk)
+    if cfg["api"]["log_requests"] and cached is None:  # a named file is on disk already: only bodies are logged
+        log_rows(cfg, df)
     # A named file's answer is kept with its parsed rows, for the release that gave it: the same file version and
     # the same model give the same answer, and asking again costs a stat instead of a prediction.
     answer = cached["answers"].get(manifest["folder"]) if cached is not None else None
@@ -324,6 +326,7 @@ def dashboard_facts(risk: Risk) -> dict[str, Any]:
     return {
         "manifest": manifest, "problem": problem, "scores": scores, "rows": rows, "stats": stats,
         "check": check, "decisions": decisions, "ingested": ingested, "rejected": rejected,
+        "headline": reportdata.headline(check, decisions), "alerts": reportdata.recent_alerts(cfg),
         "top": _cached_top_clients(risk, model, manifest, check) if model is not None else None,
         "roc_chart": roc and line_chart(f"ROC curve on the test data (AUC {scores['roc_auc']:.3f})",
                                         {"model": list(zip(roc["fpr"], roc["tpr"], strict=True)),

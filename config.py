@@ -73,6 +73,10 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.threads": (4, int, "", "threads per gunicorn worker (keep-alive clients and slow readers do not block)"),
     "api.timeout": (30, int, "", "seconds a request may take to arrive (else 408) and a worker to answer it"),
     "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
+    "api.log_requests": (False, bool, "", "rows sent in /prediction bodies join the store as unlabelled monitoring "
+                                          "data (logged under <output_folder_path>/requests/)"),
+    "api.log_requests_bytes": (10_000_000, int, "", "a request log file is closed past this size"),
+    "api.log_requests_files": (20, int, "", "request log files kept (the oldest is deleted)"),
     "api.max_body_bytes": (16_000_000, int, "", "largest request body accepted"),
     "api.token_env": ("RISK_API_TOKEN", str, "", "environment variable holding the bearer token (unset = no token; "
                                                  "set but empty is refused)"),

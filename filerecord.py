@@ -140,13 +140,21 @@ def landed(path: Path, st: os.stat_result, cfg: dict[str, Any]) -> bool:
     return st.st_size > 0 or age >= cfg["ingestion"]["unterminated_seconds"]
 
 
+def data_files(cfg: dict[str, Any]) -> list[Path]:
+    """The data files ingestion takes in: the input folder's, and the API's request logs when api.log_requests."""
+    files = list_data_files(cfg["input_folder_path"], cfg["input_file_extension"])
+    if cfg["api"]["log_requests"]:
+        files += list_data_files(artifacts.path(cfg, "requests"), "csv")
+    return files
+
+
 def new_files(cfg: dict[str, Any], manifest: dict[str, Any]) -> tuple[list[Path], list[Path], list[Path]]:
     """Data files of the input folder that the manifest does not hold with their current content, and have
     landed; the files only touched (size or mtime unlike their record, content as recorded); and those still
     landing."""
     files, rejected = live_files(manifest), manifest["rejected"]
     found, touched, landing = [], [], []
-    for p in list_data_files(cfg["input_folder_path"], cfg["input_file_extension"]):
+    for p in data_files(cfg):
         name = record_name(p, cfg["root"])
         try:
             st = p.stat()

@@ -281,3 +281,9 @@ def step_seconds(db: sqlite3.Connection, step: str, last: int = 20) -> list[floa
     rows = db.execute("SELECT seconds FROM runs WHERE step = ? AND outcome = 'ok' ORDER BY id DESC LIMIT ?",
                       (step, last)).fetchall()
     return [float(r[0]) for r in rows]
+
+
+def recent_alerts(db: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest alert attempts, newest first: at, kind, target, delivered (bool), title."""
+    rows = db.execute("SELECT at, kind, target, delivered, title FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
+    return [{**dict(r), "delivered": bool(r["delivered"])} for r in rows]

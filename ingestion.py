@@ -33,10 +33,10 @@ from atomicio import LockBusy, file_lock, remove_stale_temps, sha256_file
 from config import display_path, load_config
 from datacontract import DataError, header_names, parse_csv
 from filerecord import (
+    data_files,
     escape_name,
     exports_current,
     landed,
-    list_data_files,
     live_files,
     read_manifest,
     record_name,
@@ -76,7 +76,7 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
             remove_stale_temps(store.folder(cfg))
             store.remove_garbage(cfg, manifest)
     index = store.load_index(cfg, manifest)
-    files = list_data_files(cfg["input_folder_path"], cfg["input_file_extension"])
+    files = data_files(cfg)
     result: dict[str, Any] = {"files_seen": len(files), "ingested_files": [], "rejected_files": [],
                               "unchanged_files": 0, "still_rejected_files": 0, "landing_files": 0,
                               "rows_read": 0, "rows_added": 0, "rows_removed": 0}

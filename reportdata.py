@@ -1,7 +1,9 @@
 """The facts the PDF report and the /dashboard page both show, read from the artifacts and the history store.
 
-    t = trends(cfg); charts = trend_series(t)      # the four trend charts, as (x, y) series
+    t = trends(cfg); charts = trend_series(t)      # the trend charts, as (x, y) series
     check, decisions = latest_check(cfg)
+    status = headline(check, decisions)            # what the system did about the latest check, in one line
+    alerts = recent_alerts(cfg)                    # the latest alerts sent
 
 reporting.py draws these with matplotlib into the PDF; app.py renders them as HTML and inline SVG. Keeping the
 reading here means the two can never disagree about what a chart or table holds.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -20,6 +23,7 @@ import store
 from filerecord import escape_name, live_files, read_manifest
 
 TOP_CLIENTS = 20
+ALERTS_SHOWN = 10
 
 
 def number(v: Any, digits: int = 3) -> str:
@@ -79,16 +83,22 @@ def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
             "features": q("SELECT c.id AS check_id, f.feature, f.psi, f.ks, f.missing_rate, f.verdict FROM "
                           "feature_drift f JOIN drift_checks c ON c.id = f.check_id WHERE c.new_rows > 0 "
                           "ORDER BY c.id"),
+            "checks": q("SELECT id AS check_id, new_score, est_f1 FROM drift_checks WHERE new_rows > 0 ORDER BY id"),
         }
     return history.safely(cfg, "cannot be read for trends", read) or {}
 
 
 def trend_series(t: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
-    """The four trend charts: score per release, step timings per run, missing data and data drift per check."""
+    """The trend charts: score per release, step timings per run, missing data, data drift and realized against
+    estimated F1 per check."""
     if not t:
         return []
-    rel, timings, feats = t["releases"], t["timings"], t["features"]
-    checks = {cid: i + 1 for i, cid in enumerate(feats["check_id"].drop_duplicates())}
+    rel, timings, feats, scored = t["releases"], t["timings"], t["features"], t["checks"]
+    # every check of new rows gets its number, so check n is the same check in every per-check chart
+    checks = {cid: i + 1 for i, cid in enumerate(scored["check_id"])}
+    def f1_series(col: str) -> list[tuple[int, float]]:
+        """(check number, col) for the checks that have a value of col."""
+        return [(checks[c], float(v)) for c, v in zip(scored["check_id"], scored[col], strict=True) if pd.notna(v)]
     def per_check(col: str, scale: float) -> dict[str, list[tuple[int, float]]]:
         """One series per feature: (check number, scaled value of col)."""
         return {name: [(checks[c], scale * v) for c, v in zip(g["check_id"], g[col], strict=True)]
@@ -103,6 +113,9 @@ def trend_series(t: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
          "y_range": None, "series": per_check("missing_rate", 100)},
         {"title": "Data drift per drift check (PSI)", "x_label": "drift check", "y_label": "PSI", "y_range": None,
          "series": per_check("psi", 1)},
+        {"title": "F1 per drift check: realized and estimated", "x_label": "drift check", "y_label": "F1",
+         "y_range": (0, 1), "series": {"realized F1": f1_series("new_score"),
+                                       "estimated F1 (no labels)": f1_series("est_f1")}},
     ]
 
 
@@ -127,3 +140,50 @@ def top_clients(cfg: dict[str, Any], model: Any, check: dict[str, Any] | None) -
         return df.assign(risk=pd.Series(dtype=float))
     df = df.assign(risk=model.predict_proba(df[cfg["feature_columns"]])[:, 1])
     return df.nlargest(TOP_CLIENTS, "risk")  # not a full sort: the latest data may be a million rows
+
+
+def recent_alerts(cfg: dict[str, Any], limit: int = ALERTS_SHOWN) -> list[dict[str, Any]]:
+    """The latest alerts sent (newest first), each with when, kind, delivered and title; empty when none."""
+    return history.safely(cfg, "cannot be read for the alerts sent", history.recent_alerts, limit) or []
+
+
+def _group(reason: str, pattern: str) -> str | None:
+    """The first group of pattern in a decision's reason, None when the reason does not have it."""
+    m = re.search(pattern, reason)
+    return m.group(1) if m else None
+
+
+def headline(check: dict[str, Any] | None, decisions: list[dict[str, Any]]) -> str:
+    """What the system found and did at the latest check, e.g. 'drift found -> retrained -> release 2 deployed'."""
+    if check is None:
+        return "no drift check has run yet"
+    verdict, release = check["verdict"], check.get("release")
+    found = {"drift": "drift found", "no-drift": "no drift", "bootstrap": "first run",
+             "insufficient-data": "insufficient data (rows wait for the next check)"}.get(verdict, verdict)
+    steps = [found]
+    for d in decisions:
+        kind, reason = d["decision"], d["reason"]
+        if kind == "retrain":
+            # a retrain without model drift has another cause (data drift, an estimated drop, --force): name it
+            if verdict != "drift":
+                steps.append(reason.split(":")[0].split(" (")[0])
+            steps.append("retrained")
+        elif kind == "deploy":
+            deployed = _group(reason, r"deployed release (\d+)") or "?"
+            steps.append(f"release {deployed} deployed")
+        elif kind == "bootstrap":
+            steps.append(f"trained -> release {release or '?'} deployed")
+        elif kind == "reject-challenger":
+            m = re.search(r"challenger F1 ([\d.]+) vs release \d+'s ([\d.]+)", reason)
+            refused = f"challenger refused (F1 {float(m[1]):.2f} vs {float(m[2]):.2f})" if m else "challenger refused"
+            steps.append(f"{refused} -> release {release or '?'} stays")
+        elif kind == "not-deployed":
+            steps.append(f"challenger not deployed ({reason}) -> release {release or '?'} stays")
+        elif kind == "keep" and verdict != "insufficient-data":  # the wait already says the release stays
+            steps.append(f"release {release or '?'} stays")
+    line = " -> ".join(steps)
+    if check.get("est_f1") is not None:
+        band = (f" ({check['est_low']:.2f}-{check['est_high']:.2f})"
+                if check.get("est_low") is not None and check.get("est_high") is not None else "")
+        line += f"; estimated F1 without labels {check['est_f1']:.2f}{band}"
+    return line

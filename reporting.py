@@ -3,10 +3,11 @@
     python reporting.py              # writes models/confusionmatrix.png, models/roccurve.png, reports/report.pdf
     python reporting.py --json
 
-The PDF holds: the release, when and on what data it was trained; F1, precision, recall, accuracy, ROC AUC; the
-confusion matrix and ROC curve; the clients to call first (highest risk among the latest ingested rows); the
-latest drift check with per-feature PSI/KS and the decision taken; time trends from the history store (score per
-release, step timings per run, missing data and data drift per check); summary statistics and missing-data
+The PDF holds: the release, when and on what data it was trained, and one line saying what the system did about the
+latest drift check; F1, precision, recall, accuracy, ROC AUC; the confusion matrix and ROC curve; the clients to
+call first (highest risk among the latest ingested rows); the latest drift check with per-feature PSI/KS and the
+decision taken; the latest alerts sent; time trends from the history store (score per release, step timings per
+run, missing data, data drift and realized against estimated F1 per check); summary statistics and missing-data
 tables; step timings; the dependency table; the ingested and rejected files. Every page carries the date and its
 page number. reports/report.pdf is replaced atomically, and a dated copy of each report is kept
 (reporting.reports_kept of them).
@@ -32,6 +33,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
+from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 import cli
@@ -53,6 +55,7 @@ GRID = TableStyle([("FONT", (0, 0), (-1, -1), "Helvetica", 8), ("FONT", (0, 0), 
                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde6f0")),
                    ("GRID", (0, 0), (-1, -1), 0.25, colors.grey), ("ALIGN", (1, 1), (-1, -1), "RIGHT"),
                    ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
+TREND_ROW_INCHES = 3.0  # height of one row of two trend charts
 
 
 def png(fig: Any) -> bytes:
@@ -93,12 +96,15 @@ def roc_png(roc: dict[str, list[float]] | None, auc: float | None) -> bytes:
 
 
 def trend_png(charts: list[dict[str, Any]]) -> bytes | None:
-    """The four trend charts (reportdata.trend_series) on one figure; None when there is no history yet."""
+    """The trend charts (reportdata.trend_series) on one figure, two per row; None when there is no history yet."""
     if not any(c["series"] for c in charts):
         return None
-    fig = Figure(figsize=(9, 6))
-    axes = fig.subplots(2, 2)
-    for ax, chart in zip(axes.flat, charts, strict=True):
+    rows = -(-len(charts) // 2)
+    fig = Figure(figsize=(9, TREND_ROW_INCHES * rows))
+    axes = fig.subplots(rows, 2, squeeze=False).flat
+    for ax in axes[len(charts):]:  # an odd chart count leaves the last cell empty
+        ax.set_visible(False)
+    for ax, chart in zip(axes, charts, strict=False):
         for name, pts in chart["series"].items():
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=name)
         ax.set_title(chart["title"], fontsize=9)
@@ -115,6 +121,12 @@ def trend_png(charts: list[dict[str, Any]]) -> bytes | None:
     return png(fig)
 
 
+def _scaled(image: bytes, width: float) -> Image:
+    """A PNG at the given width, its height following the image's own proportions (the chart count varies)."""
+    w, h = ImageReader(io.BytesIO(image)).getSize()
+    return Image(io.BytesIO(image), width, width * h / w)
+
+
 def _table(rows: list[list[Any]], widths: list[float] | None = None) -> Table:
     """A gridded table whose header row repeats when it splits across pages."""
     t = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
@@ -124,7 +136,8 @@ def _table(rows: list[list[Any]], widths: list[float] | None = None) -> Table:
 
 def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str, bytes],
                 diag: dict[str, Any], check: dict[str, Any] | None, top: pd.DataFrame,
-                decisions: list[dict[str, Any]], counts: dict[str, int]) -> list[Any]:
+                decisions: list[dict[str, Any]], counts: dict[str, int],
+                alerts: list[dict[str, Any]]) -> list[Any]:
     """The report's content, top to bottom."""
     h1, h2, p = STYLES["Title"], STYLES["Heading2"], STYLES["BodyText"]
     s, m = manifest["scores"], manifest["model"]
@@ -133,7 +146,9 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
                                   f"trained {m.get('trained_at')} on {number(m.get('rows'))} client rows "
                                   f"({percent(m.get('exited_rate'))} exited). "
                                   f"Scored on {number(s.get('rows'))} test rows.",
-                                  p), Spacer(1, 6),
+                                  p),
+                        Paragraph(f"Latest check: <b>{escape(reportdata.headline(check, decisions))}</b>", p),
+                        Spacer(1, 6),
                         Paragraph("Model quality on the test data", h2),
                         _table([["F1", "precision", "recall", "accuracy", "ROC AUC"],
                                 [number(s.get(k)) for k in ("f1", "precision", "recall", "accuracy", "roc_auc")]]),
@@ -162,12 +177,20 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
             story.append(Paragraph(f"Decision <b>{d['decision']}</b>: {escape(d['reason'])}", p))
     else:
         story.append(Paragraph("No drift check has run yet.", p))
+    story += [Paragraph(f"Alerts sent (latest {len(alerts)})", h2)]
+    if alerts:
+        story.append(_table([["when", "kind", "delivered", "title"]] +
+                            [[reportdata.when(a["at"]), a["kind"], "yes" if a["delivered"] else "no",
+                              Paragraph(escape(a["title"]), STYLES["BodyText"])] for a in alerts],
+                            [3.2 * cm, 3.2 * cm, 1.8 * cm, 8.8 * cm]))
+    else:
+        story.append(Paragraph("None.", p))
     if images.get("trends"):
         story.append(KeepTogether([  # the heading and its caption move to the next page with the charts
             Paragraph("Trends over runs (history store)", h2),
             Paragraph(f"{number(counts['releases'])} release events, {number(counts['runs'])} fullprocess runs "
                       f"that did work and {number(counts['checks'])} drift checks of new rows.", p),
-            Image(io.BytesIO(images["trends"]), 17 * cm, 11.3 * cm)]))
+            _scaled(images["trends"], 17 * cm)]))
     story += [Paragraph(f"Summary statistics of the ingested data ({number(diag['data_rows'])} rows)", h2)]
     rows = [["column", "count", "mean", "median", "std", "min", "max"]]
     rows += [[c, number(v["count"]), *[number(v[k]) for k in ("mean", "median", "std", "min", "max")]]
@@ -215,14 +238,15 @@ def report(cfg: dict[str, Any]) -> dict[str, Any]:
     images = {"confusion": confusion_png(m["confusion"], manifest["version"], s["f1"]),
               "roc": roc_png(m["roc"], m["roc_auc"])}
     history_tables = reportdata.trends(cfg)
-    images["trends"] = trend_png(reportdata.trend_series(history_tables))
+    charts = reportdata.trend_series(history_tables)
+    images["trends"] = trend_png(charts)
     models = cfg["output_model_path"]
     atomic_write(models / CONFUSION, images["confusion"])
     atomic_write(models / ROC, images["roc"])
     diag = reportdata.saved_diagnostics(cfg) or diagnostics.diagnose(cfg)
     check, decisions = reportdata.latest_check(cfg)
     story = build_story(cfg, manifest, images, diag, check, reportdata.top_clients(cfg, model, check), decisions,
-                        reportdata.trend_counts(history_tables))
+                        reportdata.trend_counts(history_tables), reportdata.recent_alerts(cfg))
     stamp = datetime.now(timezone.utc)
     folder = cfg["report_folder_path"]
     path = folder / REPORT

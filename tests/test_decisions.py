@@ -103,3 +103,32 @@ def test_an_unlabelled_file_is_monitored_and_never_trained_on(tmp_path):
     trained = json.loads(run_script("training.py", ws, "--json").stdout)
     release = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
     assert trained["rows"] == release["model"]["rows"]  # the 400 unlabelled rows were not trained on
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_rows_the_api_scored_join_the_store_as_monitoring_data_only_when_asked(tmp_path, on):
+    """api.log_requests: rows sent in /prediction bodies are logged, and the next tick ingests them as unlabelled
+    data (estimated, checked for drift, never trained on); off, nothing is kept."""
+    from app import create_app
+    from conftest import write_config
+    ws = make_workspace(tmp_path / "ws")
+    write_config(ws, api={"log_requests": on, "log_requests_files": 2})
+    assert run_script("fullprocess.py", ws).returncode == 0
+    rng = np.random.default_rng(4)
+    batch = generate_data.clients_fast(rng, 120, "new").drop(columns=["exited"])
+    records = batch.drop(columns=["corporation"]).to_dict(orient="records")  # sent without ids, as clients do
+    client = create_app(ws / "config.json").test_client()
+    for part in (records[:60], records[60:]):
+        assert client.post("/prediction", json={"dataframe_records": part}).status_code == 200
+    client.post("/prediction", json={"filepath": "testdata/testdata.csv"})  # a named file is never logged
+    logs = sorted((ws / "ingesteddata" / "requests").glob("*.csv")) if on else []
+    assert (ws / "ingesteddata" / "requests").exists() == on
+    result = json.loads(run_script("fullprocess.py", ws, "--json").stdout)
+    if not on:
+        assert result["outcome"] == "no-new-data"
+        return
+    assert len(logs) == 1 and len(logs[0].read_text().splitlines()) == 121
+    (f,) = result["ingestion"]["ingested_files"]
+    assert f["labelled"] is False and f["rows_read"] == 120
+    assert result["check"]["unlabelled_rows"] == 120 and result["check"]["estimated"]["rows"] == 120
+    assert "request-" not in (ws / "ingesteddata" / "finaldata.csv").read_text()

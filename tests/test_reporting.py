@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_workspace, run_script
+from conftest import ROOT, free_port, make_workspace, run_script, write_config
 
 SECTIONS = ["Model quality on the test data", "Clients to call first", "Latest drift check",
             "Trends over runs", "Summary statistics of the ingested data", "Missing data", "Step timings",
-            "Dependencies", "Ingested files", "Rejected files"]
+            "Dependencies", "Ingested files", "Rejected files", "Alerts sent"]
 
 
 ODD_NAME = "q3 <final> & signed.csv"
@@ -31,8 +31,13 @@ def need(tool: str) -> str:
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace where fullprocess bootstrapped, detected drift, redeployed and wrote the report."""
+    """A workspace where fullprocess bootstrapped, detected drift, redeployed and wrote the report; its alerts went
+    to a receiver that is down, so they are recorded as not delivered."""
     ws = make_workspace(tmp_path_factory.mktemp("report"))
+    alerts = {"urls": [f"json://127.0.0.1:{free_port()}/down"]}
+    write_config(ws, alerts=alerts)
+    write_config(ws, "config.practice.json", alerts=alerts, input_folder_path="practicedata",
+                 output_model_path="practicemodels")
     (ws / "sourcedata" / "broken.csv").write_text("corporation,lastmonth_activity\nabc,1\n")
     (ws / "sourcedata" / ODD_NAME).write_text("corporation;exited\nabc;1\n")  # reportlab markup in a name
     for config in ("config.practice.json", "config.json"):
@@ -55,6 +60,33 @@ def test_report_has_every_section_and_the_current_f1(reported: Path) -> None:
     pages = text.count("\f")
     for n in range(1, pages + 1):
         assert f"page {n}" in text
+
+
+def pdf_text(ws: Path) -> str:
+    """The report's text, its whitespace runs made single spaces (a line may wrap anywhere)."""
+    out = subprocess.run([need("pdftotext"), str(ws / "reports" / "report.pdf"), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    return " ".join(out.split())
+
+
+def test_report_headline_says_what_was_done_and_lists_the_alerts(reported: Path) -> None:
+    import history
+    import reportdata
+    from config import load_config
+    text = pdf_text(reported)
+    assert "Latest check: drift found -> retrained -> release 2 deployed" in text
+    # near the top: before the first section
+    assert text.index("Latest check:") < text.index("Model quality on the test data")
+    cfg = load_config(reported / "config.json")
+    alerts = history.call(cfg, "read", history.recent_alerts, 10)
+    assert alerts and not any(a["delivered"] for a in alerts)  # the receiver was down
+    assert f"Alerts sent (latest {len(alerts)}) when kind delivered title" in text
+    newest = alerts[0]
+    assert f"{reportdata.when(newest['at'])} {newest['kind']} no" in text
+    # the trend figure holds the realized and estimated F1 of each check
+    charts = {c["title"]: c for c in reportdata.trend_series(reportdata.trends(cfg))}
+    f1 = charts["F1 per drift check: realized and estimated"]["series"]
+    assert [x for x, _ in f1["realized F1"]] == [1] and 0 <= f1["realized F1"][0][1] <= 1
 
 
 def test_report_pages_render_non_blank(reported: Path, tmp_path: Path) -> None:
