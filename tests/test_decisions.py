@@ -132,3 +132,26 @@ def test_rows_the_api_scored_join_the_store_as_monitoring_data_only_when_asked(t
     assert f["labelled"] is False and f["rows_read"] == 120
     assert result["check"]["unlabelled_rows"] == 120 and result["check"]["estimated"]["rows"] == 120
     assert "request-" not in (ws / "ingesteddata" / "finaldata.csv").read_text()
+
+
+def test_refused_challengers_do_not_wear_the_baseline_down_in_real_ticks(tmp_path):
+    """The real cron process, parametric rule: a stable stretch builds the release's past scores, then a lasting
+    drop (labels corrupted, so no challenger trained on them beats the release and each is refused) stays drift
+    tick after tick: the drift verdicts' own scores never lower the bar."""
+    from conftest import write_config
+    ws = make_workspace(tmp_path / "ws")
+    write_config(ws, drift={"rule": "parametric", "min_history": 3})
+    assert run_script("fullprocess.py", ws).returncode == 0
+    rng = np.random.default_rng(8)
+    verdicts, refused = [], 0
+    for tick in range(9):
+        batch = generate_data.clients_fast(rng, 3000, "new")
+        if tick >= 4:  # the drop: a third of the labels wrong from now on
+            flip = rng.random(len(batch)) < 0.35
+            batch.loc[flip, "exited"] = 1 - batch.loc[flip, "exited"]
+        batch.to_csv(ws / "sourcedata" / f"tick{tick}.csv", index=False)
+        result = json.loads(run_script("fullprocess.py", ws, "--json").stdout)
+        verdicts.append(result["check"]["verdict"])
+        refused += "reject-challenger" in [d["decision"] for d in result["decisions"]]
+    assert "drift" not in verdicts[:4], verdicts
+    assert verdicts[4:] == ["drift"] * 5 and refused == 5, (verdicts, refused)
