@@ -66,7 +66,8 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
             result = _guarded(cfg, tick)
             if not dry_run:
                 _record_tick(cfg, tick, result)
-                # after recording, so the report and dashboard trends include this run
+                alerts.send_for_tick(cfg, result)  # after recording (recovered reads the history); never raises
+                # after both, so the report and dashboard trends and alerts include this run
                 if result["outcome"] != "failed" and artifacts.path(cfg, "outputs_pending").exists():
                     refresh_outputs(cfg)
     except LockBusy:
@@ -78,8 +79,7 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
         result = _failed(f"cannot work in {display_path(cfg, lock.parent)}: {e}")
         if not dry_run:
             _record_tick(cfg, tick, result)
-    if not dry_run:  # after recording (recovered is read from the history); never raises
-        alerts.send_for_tick(cfg, result)
+            alerts.send_for_tick(cfg, result)
     if result["outcome"] == "failed":  # cli.run logs it: the one line on stderr, and exits 1 (2 for the config)
         raise (ConfigError if result.get("config_error") else cli.StepError)(result["line"])
     return result

@@ -127,10 +127,12 @@ def _scaled(image: bytes, width: float) -> Image:
     return Image(io.BytesIO(image), width, width * h / w)
 
 
-def _table(rows: list[list[Any]], widths: list[float] | None = None) -> Table:
-    """A gridded table whose header row repeats when it splits across pages."""
+def _table(rows: list[list[Any]], widths: list[float] | None = None, left: bool = False) -> Table:
+    """A gridded table whose header row repeats when it splits across pages; left aligns text columns."""
     t = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
     t.setStyle(GRID)
+    if left:
+        t.setStyle([("ALIGN", (0, 0), (-1, -1), "LEFT")])
     return t
 
 
@@ -182,7 +184,7 @@ def build_story(cfg: dict[str, Any], manifest: dict[str, Any], images: dict[str,
         story.append(_table([["when", "kind", "delivered", "title"]] +
                             [[reportdata.when(a["at"]), a["kind"], "yes" if a["delivered"] else "no",
                               Paragraph(escape(a["title"]), STYLES["BodyText"])] for a in alerts],
-                            [3.2 * cm, 3.2 * cm, 1.8 * cm, 8.8 * cm]))
+                            [3.2 * cm, 3.2 * cm, 1.8 * cm, 8.8 * cm], left=True))
     else:
         story.append(Paragraph("None.", p))
     if images.get("trends"):

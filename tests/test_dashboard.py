@@ -17,7 +17,7 @@ from test_reporting import need
 
 import generate_data
 from config import load_config
-from conftest import gunicorn_server, make_workspace, run_script, write_config
+from conftest import free_port, gunicorn_server, make_workspace, run_script, write_config
 
 DROPS = ["dataset3.csv", "broken.csv", "dataset4.csv", "data005.csv"]  # in this order, one per fullprocess run
 
@@ -30,7 +30,9 @@ def history_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fresh = generate_data.clients(np.random.default_rng(5), 400, "new")
     (ws / "sourcedata" / "data005.csv").write_text(fresh.to_csv(index=False))
     (ws / "drops").mkdir()
-    write_config(ws, input_folder_path="drops")
+    # alerts go to a receiver that is down: each is recorded, as not delivered
+    alerts = {"urls": [f"json://127.0.0.1:{free_port()}/down"]}
+    write_config(ws, input_folder_path="drops", alerts=alerts)
     runs = [("config.practice.json", None)] + [("config.json", name) for name in DROPS]
     for config, drop in runs:
         if drop:
@@ -140,6 +142,37 @@ def test_trend_charts_show_every_run(server: str, history_ws: Path, browser: Any
                           capture_output=True, text=True, check=True).stdout
     assert f"{counts['releases']} release events, {counts['runs']} fullprocess runs that did work" in " ".join(
         text.split())
+
+
+def test_dashboard_shows_the_headline_and_the_alerts_sent(server: str, history_ws: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    import history
+    import reportdata
+    cfg = load_config(history_ws / "config.json")
+    check, decisions = history.call(cfg, "read", history.latest_check)
+    browser.get(server + "dashboard")
+    headline = browser.find_element(By.ID, "headline")
+    assert headline.is_displayed()
+    # what was done, not a bare verdict: the release that serves now is named
+    assert headline.text == reportdata.headline(check, decisions)
+    assert f"release {check['release']}" in headline.text or "insufficient data" in headline.text
+    if check.get("est_f1") is not None:
+        assert f"estimated F1 without labels {check['est_f1']:.2f}" in headline.text
+    alerts = history.call(cfg, "read", history.recent_alerts, 10)
+    assert alerts  # every drop that drifted or deployed was alerted
+    section = browser.find_element(By.ID, "alerts")
+    assert section.is_displayed() and f"Alerts sent (latest {len(alerts)})" in section.text
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in section.find_elements(By.CSS_SELECTOR, "tr")[1:]]
+    assert rows == [[reportdata.when(a["at"]), a["kind"], "no", a["title"]] for a in alerts]
+    # the realized F1 of every check with labelled rows, and the estimate of every check that made one
+    with sqlite3.connect(cfg["history_path"]) as db:
+        realized, estimated = db.execute("SELECT count(new_score), count(est_f1) FROM drift_checks "
+                                         "WHERE new_rows > 0").fetchone()
+    assert realized > 0
+    assert chart_points(browser, "F1 per drift check: realized and estimated") == {
+        "realized F1": realized, "estimated F1 (no labels)": estimated}
 
 
 def test_dashboard_without_a_release_says_so(tmp_path: Path) -> None:
