@@ -96,11 +96,6 @@ def _writer_alive(temp_name: str) -> bool:
     return True
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of data."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import artifacts
 from atomicio import atomic_write_json, sha256_file
 
 FORMAT = 1
-ESCAPED = re.compile(r"%([0-9A-F]{2})")
 
 
 def empty_manifest() -> dict[str, Any]:
@@ -104,11 +102,6 @@ def escape_name(name: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-def unescape_name(text: str) -> str:
-    """The file name escape_name() wrote."""
-    return ESCAPED.sub(lambda m: chr(int(m[1], 16) + (0xDC00 if int(m[1], 16) >= 0x80 else 0)), text)
 
 
 def same_stat(entry: dict[str, Any] | None, st: os.stat_result) -> bool:
