@@ -29,6 +29,7 @@ import hmac
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,6 +101,7 @@ class Risk:
     # one release's model and manifest, never one of each
     release: tuple[Path | None, Any, Any] = (None, None, None)
     release_lock: threading.Lock = field(default_factory=threading.Lock)
+    polled: float = -1e9  # time.monotonic() of the last look at a shared pointer
     # (finaldata's size and mtime, statistics, rows); its own lock, so parsing the data never holds up a release load
     stats: tuple[tuple[int, int] | None, dict[str, Any], int] | None = None
     stats_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -238,7 +240,11 @@ def diagnostics_view() -> Response:
 def health() -> Response:
     """Liveness, the deployed release and the last successful fullprocess run: its age shows a cron that died."""
     risk = _risk()
-    release = releases.current_release(risk.cfg)
+    try:
+        release = releases.current_release(risk.cfg)
+    except OSError as e:  # a shared release store out of reach: the API still serves what it has loaded
+        log.warning("/health: %s", e)
+        release = risk.release[2]
     # one indexed row; a store that cannot be read gives null (logged): the API itself is still alive
     last = history.safely(risk.cfg, "cannot be read for /health", history.last_successful_run)
     return jsonify({"status": "ok", "release": release["version"] if release else None,
@@ -273,23 +279,39 @@ def report_pdf() -> Response:
 
 
 def deployed(risk: Risk) -> tuple[Any, dict[str, Any]]:
-    """The current release's model and manifest, loading it again only when `current` moved."""
+    """The current release's model and manifest, loading it again only when the pointer moved. A shared pointer
+    (s3://) is looked at most every api.release_poll_seconds, and while it cannot be read the loaded release
+    keeps serving."""
     cfg = risk.cfg
     folder, model, manifest = risk.release
-    if folder is not None and folder == releases.current_dir(cfg):
+    if folder is not None and not _due(risk):
+        return model, manifest
+    if folder is not None and not releases.remote(cfg) and folder == releases.current_dir(cfg):
         return model, manifest
     with risk.release_lock:  # one thread loads a new release; the others wait for it rather than load it too
+        if risk.release[0] is not None and not _due(risk):
+            return risk.release[1], risk.release[2]
         try:
             loaded = releases.follow(cfg, risk.release)
         except (ModelError, OSError, KeyError, ValueError) as e:
-            if releases.current_dir(cfg) is None:
+            if risk.release[0] is not None and isinstance(e, OSError):
+                log.warning("release store unreachable, serving release %s: %s", risk.release[2]["version"], e)
+                return risk.release[1], risk.release[2]
+            if releases.current_version(cfg) is None:
                 raise ClientError(503, "no release is deployed yet; run fullprocess.py") from None
             log.error("cannot load the deployed release: %s", e)
             raise ClientError(503, f"the deployed release cannot be loaded: {e}") from None
+        finally:
+            risk.polled = time.monotonic()
         if loaded[0] != risk.release[0]:
             risk.release = loaded
             log.info("loaded release %s", loaded[2]["version"])
     return loaded[1], loaded[2]
+
+
+def _due(risk: Risk) -> bool:
+    """Whether the pointer is to be looked at again: always when local (one readlink), else once per poll."""
+    return not releases.remote(risk.cfg) or time.monotonic() - risk.polled >= risk.cfg["api"]["release_poll_seconds"]
 
 
 def cached_stats(risk: Risk) -> tuple[dict[str, Any], int]:

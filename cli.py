@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import history
 from config import DEFAULT_CONFIG, ConfigError, load_config
+from modelstore import ModelError
+from objectstore import ObjectStoreError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _UNWRITABLE_LOG_FOLDERS: set[Path] = set()  # said once per process, not once per step
@@ -154,7 +156,7 @@ def run(step: str, args: argparse.Namespace, work: Callable[[dict[str, Any]], di
     try:
         result = work(cfg)
         line = summary(result)
-    except StepError as e:
+    except (StepError, ObjectStoreError, ModelError) as e:  # failures whose message already says it all
         log.error("%s", e)
         code, result, line = 1, {"error": str(e)}, str(e)
     except ConfigError as e:

@@ -24,7 +24,11 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
                            "the ingested store and its exports (finaldata.csv, ingestedfiles.txt)"),
     "test_data_path": ("testdata", str, "in", "labelled data every model is scored on"),
     "output_model_path": ("models", str, "out", "where training and scoring write the model and its score"),
-    "prod_deployment_path": ("production_deployment", str, "out", "the deployed releases"),
+    "prod_deployment_path": ("production_deployment", str, "out",
+                             "the deployed releases: a folder (local, or shared by hosts), or s3://bucket/prefix "
+                             "(endpoint and credentials from the environment, as boto3 reads them)"),
+    "release_cache_path": ("release_cache", str, "out", "when prod_deployment_path is s3://...: this host's "
+                                                        "hash-checked copy of the releases it reads"),
     "input_file_extension": ("csv", str, "", "only files with this extension are data files"),
     "url": ("http://127.0.0.1:8000/", str, "", "where apicalls.py finds the API"),
     "log_folder_path": ("logs", str, "out", "one rotated log file per step"),
@@ -72,6 +76,8 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.workers": (0, int, "", "gunicorn workers; 0 = one per CPU core"),
     "api.threads": (4, int, "", "threads per gunicorn worker (keep-alive clients and slow readers do not block)"),
     "api.timeout": (30, int, "", "seconds a request may take to arrive (else 408) and a worker to answer it"),
+    "api.release_poll_seconds": (2.0, float, "", "with releases on s3://, each API worker looks for a new current "
+                                                 "release at most this often (a local pointer: on every request)"),
     "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
     "api.log_requests": (False, bool, "", "rows sent in /prediction bodies join the store as unlabelled monitoring "
                                           "data (logged under <output_folder_path>/requests/)"),
@@ -205,7 +211,13 @@ def _check_columns(cfg: dict[str, Any]) -> None:
 
 
 def _resolve_paths(cfg: dict[str, Any], base: Path) -> None:
-    """Turn path keys into absolute Paths against the config's folder; input folders must exist."""
+    """Turn path keys into absolute Paths against the config's folder; input folders must exist. Releases shared
+    through object storage are kept as release_url, and prod_deployment_path becomes this host's copy of them."""
+    if str(cfg["prod_deployment_path"]).startswith("s3://"):
+        if not str(cfg["prod_deployment_path"])[5:].strip("/"):
+            raise ConfigError("key 'prod_deployment_path' must name a bucket: s3://bucket/prefix")
+        cfg["release_url"] = cfg["prod_deployment_path"].rstrip("/")
+        cfg["prod_deployment_path"] = cfg["release_cache_path"]
     for key, (_, _, kind, _) in SCHEMA.items():
         if not kind:
             continue

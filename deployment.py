@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 import cli
 import history
+import objectstore
 from artifacts import (
     CURRENT,
     DEPLOYMENT_LOCK,
@@ -45,11 +46,10 @@ from artifacts import (
 from atomicio import LockBusy, atomic_write_json, file_lock, fsync_path, sha256_file
 from config import display_path, load_config
 from modelstore import ModelError, load_model
-from releases import current_release, list_releases
+from releases import PARTIAL, current_release, list_releases, release_dir, remote
 
 log = logging.getLogger("deployment")
 
-PARTIAL = ".partial-"
 LOCK_WAIT_SECONDS = 600.0  # a training of ten million rows takes a minute; cron ticks every ten
 
 
@@ -117,7 +117,8 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     _remove_partials(base)
     _remove_partials(prod)
     previous = current_release(cfg)
-    version = max([int(p.name) for p in base.iterdir() if p.name.isdigit()], default=0) + 1
+    known = [int(p.name) for p in base.iterdir() if p.name.isdigit()] + [r["version"] for r in list_releases(cfg)]
+    version = max(known, default=0) + 1
     staging = base / f"{PARTIAL}{version:04d}"
     staging.mkdir()
     sources = [cfg["output_model_path"] / n for n in MODEL_FILES] + [cfg["output_folder_path"] / INGESTED]
@@ -143,7 +144,8 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     final = base / f"{version:04d}"
     os.rename(staging, final)
     fsync_path(base)
-    _switch(cfg, final)
+    _publish(cfg, final)
+    _switch(cfg, version)
     pruned = _prune(cfg)
     log.info("deployed release %d (F1 %.4f) -> %s; pruned %s", version, scores["f1"], final, pruned or "none")
     return {"action": "deploy", "version": version, "previous": manifest["previous"], "f1": scores["f1"],
@@ -160,19 +162,34 @@ def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
         if not older:
             raise cli.StepError(f"release {cur['version']} is the oldest kept release; nothing to roll back to")
         target = older[-1]
-        _switch(cfg, Path(target["folder"]))
+        _switch(cfg, target["version"])
         log.warning("rolled back from release %d to release %d", cur["version"], target["version"])
         return {"action": "rollback", "version": target["version"], "from_version": cur["version"],
                 "f1": target["scores"]["f1"], "model_sha256": target["files"][MODEL],
                 "folder": display_path(cfg, Path(target["folder"]))}
 
 
-def _switch(cfg: dict[str, Any], folder: Path) -> None:
-    """Point current at a release folder with one atomic rename, and make sure the well-known links exist."""
+def _publish(cfg: dict[str, Any], folder: Path) -> None:
+    """Upload a finished release to the shared store (when there is one), its manifest last: a reader that finds
+    the manifest finds every file it names."""
+    url = remote(cfg)
+    if not url:
+        return
+    for f in sorted(folder.iterdir(), key=lambda f: f.name == MANIFEST):
+        objectstore.put_file(objectstore.join(url, RELEASES, folder.name, f.name), f)
+
+
+def _switch(cfg: dict[str, Any], version: int) -> None:
+    """Point current at a release: the shared store's `current` object (one PUT, atomic) when there is one, and
+    the local `current` link (one atomic rename), making sure the well-known links exist."""
+    url = remote(cfg)
+    if url:
+        objectstore.put_bytes(objectstore.join(url, CURRENT),
+                              json.dumps({"version": version, "at": history.now_iso()}).encode())
     prod = cfg["prod_deployment_path"]
     tmp = prod / f".{CURRENT}{PARTIAL}{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(folder, prod), tmp)
+    os.symlink(os.path.relpath(release_dir(cfg, version), prod), tmp)
     os.replace(tmp, prod / CURRENT)
     for name in WELL_KNOWN:
         link = prod / name
@@ -191,12 +208,16 @@ def _prune(cfg: dict[str, Any]) -> list[int]:
     releases = list_releases(cfg)
     doomed = [r for r in releases[:-keep] if not r["current"]] if len(releases) > keep else []
     for r in doomed:
-        # Renamed out of the numbered names first: a run killed while deleting leaves a partial folder that the
-        # next deployment removes, never a numbered release with files missing.
         folder = Path(r["folder"])
-        gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
-        os.rename(folder, gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        if remote(cfg):  # the manifest first: a run killed mid-way leaves files no reader lists
+            objectstore.delete(objectstore.join(remote(cfg), RELEASES, folder.name, MANIFEST))
+            objectstore.delete_prefix(objectstore.join(remote(cfg), RELEASES, folder.name))
+        if folder.is_dir():
+            # Renamed out of the numbered names first: a run killed while deleting leaves a partial folder that
+            # the next deployment removes, never a numbered release with files missing.
+            gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
+            os.rename(folder, gone)
+            shutil.rmtree(gone, ignore_errors=True)
     return [r["version"] for r in doomed]
 
 

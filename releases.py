@@ -5,27 +5,93 @@
     folder, model, manifest = follow(cfg, loaded)  # what a long-lived reader (an API worker) keeps loaded
 
 deployment.py writes releases; every reader (the steps, the API, diagnostics, reporting) comes through here.
+Where the pointer to the current release lives: the `current` link in prod_deployment_path, or, when
+prod_deployment_path is s3://bucket/prefix (hosts sharing releases), the `current` object there; a host then
+keeps a hash-checked copy of each release it reads in release_cache_path.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
+import objectstore
 from artifacts import CURRENT, MANIFEST, MODEL, RELEASES, SCORES
+from atomicio import sha256_file
 from modelstore import ModelError, load_model
+
+log = logging.getLogger("releases")
+PARTIAL = ".partial-"  # a folder or link being built; deployment removes what a killed run left
+
+
+def remote(cfg: dict[str, Any]) -> str | None:
+    """The s3:// location releases are shared through, or None for a local (or shared-filesystem) folder."""
+    return cfg.get("release_url")
+
+
+def release_dir(cfg: dict[str, Any], version: int) -> Path:
+    """The (local) folder of a release."""
+    return cfg["prod_deployment_path"] / RELEASES / f"{version:04d}"
+
+
+def current_version(cfg: dict[str, Any]) -> int | None:
+    """The current release's number from the pointer, or None when nothing is deployed."""
+    url = remote(cfg)
+    if url:
+        data = objectstore.get_bytes(objectstore.join(url, CURRENT))
+        try:
+            return None if data is None else int(json.loads(data)["version"])
+        except (ValueError, KeyError, TypeError):
+            raise objectstore.ObjectStoreError(f"{objectstore.join(url, CURRENT)}: expected "
+                                               f'{{"version": N}}, got {data[:80]!r}') from None
+    try:
+        name = Path(os.readlink(cfg["prod_deployment_path"] / CURRENT)).name
+    except OSError:
+        return None
+    return int(name) if name.isdigit() else None
 
 
 def current_dir(cfg: dict[str, Any]) -> Path | None:
-    """The folder of the current release (resolved once), or None when nothing is deployed."""
-    link = cfg["prod_deployment_path"] / CURRENT
-    try:
-        target = os.readlink(link)
-    except OSError:
+    """The folder of the current release (fetched into the cache first when shared through s3://), or None when
+    nothing is deployed."""
+    version = current_version(cfg)
+    if version is None:
         return None
-    folder = (link.parent / target).resolve()
+    folder = fetch(cfg, version) if remote(cfg) else release_dir(cfg, version)
     return folder if (folder / MANIFEST).is_file() else None
+
+
+def fetch(cfg: dict[str, Any], version: int) -> Path:
+    """A shared release's local copy, downloaded when missing: every file checked against the manifest's sha256,
+    the manifest written last and the folder renamed into place, so a copy is whole or absent."""
+    folder = release_dir(cfg, version)
+    if (folder / MANIFEST).is_file():
+        return folder
+    url = objectstore.join(remote(cfg), RELEASES, folder.name)
+    raw = objectstore.get_bytes(objectstore.join(url, MANIFEST))
+    if raw is None:
+        raise ModelError(f"{url}: release {version} has no {MANIFEST} in the release store")
+    tmp = folder.with_name(f"{PARTIAL}fetch-{folder.name}-{os.getpid()}-{threading.get_ident()}")
+    tmp.mkdir(parents=True)
+    try:
+        for name, sha in json.loads(raw)["files"].items():
+            if not objectstore.get_file(objectstore.join(url, name), tmp / name) or sha256_file(tmp / name) != sha:
+                raise ModelError(f"{objectstore.join(url, name)}: missing or not the file its manifest names "
+                                 f"(sha256 {sha[:12]}...); refusing release {version}")
+        (tmp / MANIFEST).write_bytes(raw)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / MANIFEST).is_file():  # else another worker fetched it first: theirs is as good
+                raise
+        log.info("fetched release %d from %s", version, url)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -46,17 +112,30 @@ def current_release(cfg: dict[str, Any]) -> dict[str, Any] | None:
 
 def list_releases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Manifests of every complete kept release, oldest first, the current one marked."""
-    base = cfg["prod_deployment_path"] / RELEASES
-    cur = current_dir(cfg)
+    current = current_version(cfg)
     out = []
-    if base.is_dir():
-        for folder in sorted(p for p in base.iterdir() if p.name.isdigit()):
-            try:
+    for version in _versions(cfg):
+        folder = release_dir(cfg, version)
+        try:
+            if (folder / MANIFEST).is_file() or not remote(cfg):
                 m = read_manifest(folder)
-            except (OSError, ValueError):
-                continue
-            out.append({**m, "current": folder == cur})
+            else:  # a shared release this host has not fetched: its manifest alone
+                raw = objectstore.get_bytes(objectstore.join(remote(cfg), RELEASES, folder.name, MANIFEST))
+                m = {**json.loads(raw or b"null"), "folder": str(folder)}
+        except (OSError, ValueError, TypeError):
+            continue
+        out.append({**m, "current": version == current})
     return out
+
+
+def _versions(cfg: dict[str, Any]) -> list[int]:
+    """The numbers of the kept releases that have a manifest (in the shared store, or the local folder)."""
+    url = remote(cfg)
+    if url:
+        names = objectstore.list_names(objectstore.join(url, RELEASES))
+        return sorted(int(n.split("/")[0]) for n in names if n.split("/")[0].isdigit() and n.endswith("/" + MANIFEST))
+    base = cfg["prod_deployment_path"] / RELEASES
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
 
 
 def load_release(folder: Path) -> tuple[Any, dict[str, Any]]:

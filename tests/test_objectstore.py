@@ -1,0 +1,160 @@
+"""Releases shared by hosts through S3-compatible object storage (prod_deployment_path: s3://bucket/prefix).
+
+Two workspaces play two hosts: each has its own data, history and release cache, and both deploy into one bucket
+served by moto's S3 server on loopback. What moto cannot show: a real bucket's consistency under concurrent writers
+across regions, its latency and throughput, and real credentials (moto accepts any key); the code path — boto3
+over HTTP against an S3 endpoint, objects listed, written whole and read back — is the real one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from conftest import deploy_shipped, free_port, gunicorn_server, make_workspace, run_json, run_script, write_config
+
+BUCKET = "risk"
+RELEASES_URL = f"s3://{BUCKET}/prod"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, with the bucket made; yields the endpoint URL."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the scripts and gunicorn run as subprocesses and read these, as boto3 does
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.put(f"{url}/{BUCKET}", timeout=2).raise_for_status()
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    pytest.fail("moto_server did not start")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def host(path: Path, releases_url: str = RELEASES_URL) -> Path:
+    """A workspace whose releases live in the shared bucket, polled every half second by its API."""
+    ws = make_workspace(path)
+    api = {"release_poll_seconds": 0.5}
+    write_config(ws, prod_deployment_path=releases_url, api=api)
+    write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels",
+                 prod_deployment_path=releases_url, api=api)
+    return ws
+
+
+def listed(ws: Path) -> tuple[list[int], int | None]:
+    """The releases deployment.py --list shows on a host, and the current one."""
+    releases = run_json("deployment.py", ws, "--list")["releases"]
+    return [r["version"] for r in releases], next((r["version"] for r in releases if r["current"]), None)
+
+
+def test_hosts_share_releases_and_an_api_follows_another_hosts_switch_under_load(s3: str, tmp_path: Path) -> None:
+    a, b = host(tmp_path / "a"), host(tmp_path / "b")
+    deploy_shipped(a)
+    assert listed(a) == ([1, 2], 2)
+    assert listed(b) == ([1, 2], 2), "host b sees the releases host a deployed"
+    assert not (b / "release_cache" / "releases" / "0001").exists(), "a release is fetched only when read"
+
+    with gunicorn_server(b) as server:
+        assert requests.get(server + "health", timeout=5).json()["release"] == 2
+        seen: list[Any] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            """Predictions as fast as one client asks, recording each answer's release or error."""
+            while not stop.is_set():
+                try:
+                    r = requests.post(server + "prediction", json={"filepath": "testdata/testdata.csv"}, timeout=10)
+                    seen.append((time.monotonic(), r.json()["release"] if r.status_code == 200 else r.status_code))
+                except requests.RequestException as e:
+                    seen.append((time.monotonic(), repr(e)))
+
+        clients = [threading.Thread(target=load) for _ in range(3)]
+        for t in clients:
+            t.start()
+        time.sleep(1.5)
+        rolled = run_json("deployment.py", a, "--rollback")
+        switched_at = time.monotonic()
+        assert rolled["version"] == 1
+        time.sleep(3)
+        stop.set()
+        for t in clients:
+            t.join()
+
+    answers = [r for _, r in seen]
+    assert set(answers) <= {1, 2}, f"errors during the switch: {[r for r in answers if r not in (1, 2)][:3]}"
+    after = [r for t, r in seen if t > switched_at + 2 * 0.5 + 1.0]  # two polls (two workers) and a load
+    assert after and set(after) == {1}, "host b's workers serve host a's rollback within the poll interval"
+    assert answers.count(2) > 10 and answers.count(1) > 10
+
+    # Host b trains on its own data and deploys release 3; host a sees it and rolls it back.
+    for script in ("ingestion.py", "training.py", "scoring.py", "deployment.py"):
+        p = run_script(script, b)
+        assert p.returncode == 0, p.stderr
+    assert listed(a) == ([1, 2, 3], 3)
+    assert run_json("deployment.py", a, "--rollback")["version"] == 2
+    assert listed(b) == ([1, 2, 3], 2)
+    assert run_json("deployment.py", b, "--rollback")["version"] == 1, "rollback from either host"
+
+
+def test_a_tampered_object_is_refused_and_leaves_no_partial_copy(s3: str, tmp_path: Path) -> None:
+    import boto3
+
+    a = host(tmp_path / "a", f"s3://{BUCKET}/tampered")
+    deploy_shipped(a)
+    s3c = boto3.client("s3")
+    key = "tampered/releases/0002/trainedmodel.pkl"
+    s3c.put_object(Bucket=BUCKET, Key=key, Body=b"not the model the manifest names")
+
+    b = host(tmp_path / "b", f"s3://{BUCKET}/tampered")
+    p = run_script("diagnostics.py", b)
+    assert p.returncode == 1
+    assert "tampered/releases/0002/trainedmodel.pkl: missing or not the file its manifest names" in p.stderr
+    assert "refusing release 2" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    cache = b / "release_cache" / "releases"
+    assert not cache.exists() or not any(cache.iterdir()), "nothing half-fetched stays in the cache"
+
+
+def test_an_unreachable_store_fails_a_step_in_one_line(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    write_config(ws, prod_deployment_path=RELEASES_URL)
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    started = time.monotonic()
+    p = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "deployment.py"), "--config",
+                        str(ws / "config.json"), "--list"], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"deployment: ERROR: {RELEASES_URL}/current: cannot read"), p.stderr
+    assert time.monotonic() - started < 60, "short timeouts, not a hang"
+
+
+def test_a_bucketless_location_is_refused_by_the_config(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    write_config(ws, prod_deployment_path="s3://")
+    p = run_script("deployment.py", ws, "--list")
+    assert p.returncode == 2 and "must name a bucket" in p.stderr
+    assert json.loads((ws / "config.json").read_text())["prod_deployment_path"] == "s3://"
