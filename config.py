@@ -19,7 +19,10 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.json"
 # key -> (default, expected type or tuple of choices, kind, meaning).
 # kind: "in" = folder that must exist, "out" = folder created on demand, "file" = file path, "" = plain value.
 SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
-    "input_folder_path": ("sourcedata", str, "in", "folder scanned for new data files"),
+    "input_folder_path": ("sourcedata", str, "in", "folder scanned for new data files, or s3://bucket/prefix (its "
+                                                   "objects are copied into input_cache_path, then taken as files)"),
+    "input_cache_path": ("landing_cache", str, "out", "when input_folder_path is s3://...: this host's copy of the "
+                                                      "objects there"),
     "output_folder_path": ("ingesteddata", str, "out",
                            "the ingested store and its exports (finaldata.csv, ingestedfiles.txt)"),
     "test_data_path": ("testdata", str, "in", "labelled data every model is scored on"),
@@ -211,18 +214,22 @@ def _check_columns(cfg: dict[str, Any]) -> None:
 
 
 def _resolve_paths(cfg: dict[str, Any], base: Path) -> None:
-    """Turn path keys into absolute Paths against the config's folder; input folders must exist. Releases shared
-    through object storage are kept as release_url, and prod_deployment_path becomes this host's copy of them."""
-    if str(cfg["prod_deployment_path"]).startswith("s3://"):
-        if not str(cfg["prod_deployment_path"])[5:].strip("/"):
-            raise ConfigError("key 'prod_deployment_path' must name a bucket: s3://bucket/prefix")
-        cfg["release_url"] = cfg["prod_deployment_path"].rstrip("/")
-        cfg["prod_deployment_path"] = cfg["release_cache_path"]
+    """Turn path keys into absolute Paths against the config's folder; input folders must exist. A folder given as
+    s3://bucket/prefix is kept as its URL (input_url, release_url) and the path key becomes this host's copy."""
+    for key, url_key, copy_key in (("input_folder_path", "input_url", "input_cache_path"),
+                                   ("prod_deployment_path", "release_url", "release_cache_path")):
+        if str(cfg[key]).startswith("s3://"):
+            if not str(cfg[key])[5:].strip("/"):
+                raise ConfigError(f"key '{key}' must name a bucket: s3://bucket/prefix")
+            cfg[url_key] = cfg[key].rstrip("/")
+            cfg[key] = cfg[copy_key]
     for key, (_, _, kind, _) in SCHEMA.items():
         if not kind:
             continue
         p = Path(cfg[key]).expanduser()
         p = (base / p).resolve() if not p.is_absolute() else p.resolve()
+        if key == "input_folder_path" and "input_url" in cfg:
+            p.mkdir(parents=True, exist_ok=True)
         if kind == "in" and not p.is_dir():
             raise ConfigError(f"key '{key}': folder {p} does not exist")
         if kind == "out" and p.exists() and not p.is_dir():

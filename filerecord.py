@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import artifacts
+import objectstore
 from atomicio import atomic_write_json, sha256_file
 
 FORMAT = 1
@@ -134,7 +135,10 @@ def landed(path: Path, st: os.stat_result, cfg: dict[str, Any]) -> bool:
 
 
 def data_files(cfg: dict[str, Any]) -> list[Path]:
-    """The data files ingestion takes in: the input folder's, and the API's request logs when api.log_requests."""
+    """The data files ingestion takes in: the input folder's (copied from object storage first, when it is an
+    s3:// prefix), and the API's request logs when api.log_requests."""
+    if cfg.get("input_url"):
+        objectstore.mirror(cfg["input_url"], cfg["input_folder_path"], "." + cfg["input_file_extension"].lower())
     files = list_data_files(cfg["input_folder_path"], cfg["input_file_extension"])
     if cfg["api"]["log_requests"]:
         files += list_data_files(artifacts.path(cfg, "requests"), "csv")

@@ -11,7 +11,9 @@ so the callers' file-error handling covers it) whose message is one line naming 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +94,46 @@ def get_file(url: str, path: Path) -> bool:
     return True
 
 
-def list_names(url: str) -> list[str]:
-    """Every key under a prefix, relative to it, sorted."""
+def list_objects(url: str) -> dict[str, tuple[int, float]]:
+    """Every object under a prefix: its key relative to the prefix -> (size, last modified as a Unix time)."""
     bucket, prefix = split(url)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
-    names: list[str] = []
+    found: dict[str, tuple[int, float]] = {}
     try:
         for page in _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            names += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+            for o in page.get("Contents", []):
+                found[o["Key"][len(prefix):]] = (o["Size"], o["LastModified"].timestamp())
     except Exception as e:  # see get_bytes
         raise _fail(url, "list", e) from None
-    return sorted(names)
+    return found
+
+
+def list_names(url: str) -> list[str]:
+    """Every key under a prefix, relative to it, sorted."""
+    return sorted(list_objects(url))
+
+
+def mirror(url: str, folder: Path, suffix: str) -> None:
+    """Make folder hold a copy of each object directly under url whose name ends with suffix: a new or changed
+    object (size or last-modified unlike the copy's) is downloaded whole and renamed into place with the object's
+    time as its mtime, so the landing rules count from its upload; a copy whose object is gone is removed."""
+    objects = {k: v for k, v in list_objects(url).items()
+               if "/" not in k and not k.startswith(".") and k.lower().endswith(suffix)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (size, modified) in objects.items():
+        local = folder / name
+        mtime_ns = int(modified * 1e9)
+        with contextlib.suppress(OSError):
+            st = local.stat()
+            if st.st_size == size and st.st_mtime_ns == mtime_ns:
+                continue
+        tmp = folder / f".{name}.part"
+        if get_file(join(url, name), tmp):
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+            os.replace(tmp, local)
+    for local in folder.iterdir():
+        if local.name.lower().endswith(suffix) and not local.name.startswith(".") and local.name not in objects:
+            local.unlink(missing_ok=True)
 
 
 def delete(url: str) -> None:

@@ -158,3 +158,34 @@ def test_a_bucketless_location_is_refused_by_the_config(tmp_path: Path) -> None:
     p = run_script("deployment.py", ws, "--list")
     assert p.returncode == 2 and "must name a bucket" in p.stderr
     assert json.loads((ws / "config.json").read_text())["prod_deployment_path"] == "s3://"
+
+
+def test_an_s3_landing_prefix_is_ingested_under_the_landing_rules(s3: str, tmp_path: Path) -> None:
+    import boto3
+
+    s3c = boto3.client("s3")
+    ws = make_workspace(tmp_path / "ws")
+    write_config(ws, input_folder_path=f"s3://{BUCKET}/landing/", ingestion={"settle_seconds": 6})
+    practice = (ws / "practicedata" / "dataset1.csv").read_bytes()
+    s3c.put_object(Bucket=BUCKET, Key="landing/dataset1.csv", Body=practice)
+    s3c.put_object(Bucket=BUCKET, Key="landing/notes.txt", Body=b"not a data file")
+    s3c.put_object(Bucket=BUCKET, Key="landing/older/dataset9.csv", Body=practice)  # not directly under the prefix
+
+    first = run_json("ingestion.py", ws)
+    assert first["landing_files"] == 1 and not first["ingested_files"], "uploaded just now: not settled yet"
+    time.sleep(6.5)
+    second = run_json("ingestion.py", ws)
+    assert [f["name"] for f in second["ingested_files"]] == ["landing_cache/dataset1.csv"]
+    rows = len(practice.decode().strip().splitlines()) - 1
+    assert second["rows_read"] == rows
+
+    # A corrected re-delivery of the same object: the old version's rows leave, the new one's join.
+    lines = practice.decode().splitlines(keepends=True)
+    fixed = lines[0] + lines[1].replace(",0\n", ",1\n") + "".join(lines[2:])
+    s3c.put_object(Bucket=BUCKET, Key="landing/dataset1.csv", Body=fixed.encode())
+    time.sleep(6.5)
+    third = run_json("ingestion.py", ws)
+    assert third["rows_added"] == 1 and third["rows_removed"] == 1, third
+    finaldata = (ws / "ingesteddata" / "finaldata.csv").read_text()
+    assert lines[1].replace(",0\n", ",1\n") in finaldata and lines[1] not in finaldata
+    assert sorted(p.name for p in (ws / "landing_cache").iterdir()) == ["dataset1.csv"]
