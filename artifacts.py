@@ -14,6 +14,7 @@ from typing import Any
 # output_folder_path: the ingested store (batches and manifest) and its exports, which are rebuilt from it
 STORE = "store"
 STORE_MANIFEST = "store/manifest.json"
+TABLE = "table"  # rows pulled from input_table, as data files, and the last key taken
 REQUESTS = "requests"  # rows the API scored, when api.log_requests is on: monitoring data ingestion takes in
 FINALDATA = "finaldata.csv"
 INGESTED = "ingestedfiles.txt"
@@ -48,6 +49,7 @@ REPORT = "report.pdf"
 FOLDER_OF = {
     "store": "output_folder_path", "store_manifest": "output_folder_path", "finaldata": "output_folder_path",
     "ingested": "output_folder_path", "outputs_pending": "output_folder_path", "requests": "output_folder_path",
+    "table": "output_folder_path",
     "tick_lock": "output_folder_path", "ingestion_lock": "output_folder_path",
     "model": "output_model_path", "model_record": "output_model_path", "score": "output_model_path",
     "scores": "output_model_path", "profile": "output_model_path", "confusion": "output_model_path",

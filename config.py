@@ -43,6 +43,13 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "feature_max": (1e15, float, "", "largest plausible feature value; a file with a larger one is refused (values "
                                      "near float64's limit overflow the model's scaler)"),
     "target_column": ("exited", str, "", "target column, 0 or 1"),
+    "input_table.url": (None, str, "", "a database table (or query) as a data source: postgresql://... or "
+                                       "sqlite:///path (none = no table source)"),
+    "input_table.table": (None, str, "", "the table whose new rows are ingested (or give input_table.query)"),
+    "input_table.query": (None, str, "", "a SELECT whose rows are ingested, instead of a table"),
+    "input_table.key_column": (None, str, "", "a column that only grows (an identity, an insertion time): rows past "
+                                              "the last ingested key are new"),
+    "input_table.batch_rows": (100_000, int, "", "most rows taken from the table in one run"),
     "ingestion.settle_seconds": (5.0, float, "", "a data file is taken once unchanged this long and ending with a "
                                                  "line end (a file still being copied in is never read half-way)"),
     "ingestion.unterminated_seconds": (300.0, float, "", "a data file whose last line has no line end is taken "
@@ -139,6 +146,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _check(key: str, value: Any) -> Any:
     """Return value if it fits SCHEMA[key], else raise ConfigError naming the key."""
     default, expected, kind, _ = SCHEMA[key]
+    if value is None and default is None:  # an optional setting left unset
+        return None
     if isinstance(expected, tuple):
         if value not in expected:
             names = ", ".join(json.dumps(c) for c in expected)
@@ -208,6 +217,9 @@ def _check_columns(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"key 'feature_max' must be above 0, got {cfg['feature_max']}")
     if not 0 < cfg["drift"]["confidence"] < 1:
         raise ConfigError(f"key 'drift.confidence' must be between 0 and 1, got {cfg['drift']['confidence']}")
+    table = cfg["input_table"]
+    if table["url"] and (not table["key_column"] or bool(table["table"]) == bool(table["query"])):
+        raise ConfigError("key 'input_table' needs key_column and exactly one of table or query")
     ext = cfg["input_file_extension"]
     if "/" in ext or ext.startswith("."):
         raise ConfigError(f"key 'input_file_extension' must be a bare extension like \"csv\", got {json.dumps(ext)}")

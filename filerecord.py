@@ -136,12 +136,14 @@ def landed(path: Path, st: os.stat_result, cfg: dict[str, Any]) -> bool:
 
 def data_files(cfg: dict[str, Any]) -> list[Path]:
     """The data files ingestion takes in: the input folder's (copied from object storage first, when it is an
-    s3:// prefix), and the API's request logs when api.log_requests."""
+    s3:// prefix), the API's request logs when api.log_requests, and the rows pulled from input_table."""
     if cfg.get("input_url"):
         objectstore.mirror(cfg["input_url"], cfg["input_folder_path"], "." + cfg["input_file_extension"].lower())
     files = list_data_files(cfg["input_folder_path"], cfg["input_file_extension"])
     if cfg["api"]["log_requests"]:
         files += list_data_files(artifacts.path(cfg, "requests"), "csv")
+    if cfg["input_table"]["url"]:
+        files += list_data_files(artifacts.path(cfg, "table"), "csv")
     return files
 
 

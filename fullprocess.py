@@ -30,6 +30,7 @@ import cli
 import deployment
 import history
 import releases
+import tablesource
 from atomicio import LockBusy, file_lock, remove_stale_temps
 from config import ConfigError, display_path
 from filerecord import exports_current, live_files, new_files, read_manifest
@@ -126,12 +127,13 @@ def _tick(cfg: dict[str, Any], tick: Tick) -> dict[str, Any]:
     """Steps 2 to 6 once the lock is held."""
     manifest = read_manifest(cfg)
     found, touched, landing = new_files(cfg, manifest)
+    table_rows = _table_rows(cfg)
     if not tick.dry_run:
         _tidy(cfg)
     release = releases.current_release(cfg)
     # Read even when there are new files: a history store that cannot be read stops the run before it changes anything.
     unchecked = _unchecked_batches(cfg, manifest, release) if release is not None else 0
-    if not found and release is not None and not tick.force and not unchecked:
+    if not found and not table_rows and release is not None and not tick.force and not unchecked:
         # Ingestion, the one writer of the store, notes a touched file's new mtime (so later ticks do not hash it)
         # and rebuilds exports edited or deleted by hand.
         if (touched or not exports_current(cfg, manifest)) and not tick.dry_run:
@@ -150,6 +152,8 @@ def _tick(cfg: dict[str, Any], tick: Tick) -> dict[str, Any]:
         log.info("%s", line)
         return {"outcome": "no-new-data", "line": line, "release": None}
     names = [display_path(cfg, p) for p in found]
+    if table_rows:
+        names.append(f"{table_rows:,} rows in input_table {tablesource.source_name(cfg)}")
     if unchecked and not found:
         log.warning("%d ingested batches were never drift-checked (a run killed after ingestion?)", unchecked)
     else:
@@ -157,6 +161,17 @@ def _tick(cfg: dict[str, Any], tick: Tick) -> dict[str, Any]:
     if tick.dry_run:
         return dry_run_plan(cfg, tick, release)
     return run_pipeline(cfg, tick, release, names)
+
+
+def _table_rows(cfg: dict[str, Any]) -> int:
+    """Rows waiting in input_table (0 when there is none, or it cannot be read now: the files go on without it)."""
+    if not tablesource.configured(cfg):
+        return 0
+    try:
+        return tablesource.pending(cfg)
+    except tablesource.TableError as e:
+        log.warning("%s; the files are taken without it, next tick tries again", e)
+        return 0
 
 
 def _tidy(cfg: dict[str, Any]) -> None:

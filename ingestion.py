@@ -28,6 +28,7 @@ import pandas as pd
 import cli
 import history
 import store
+import tablesource
 from artifacts import INGESTION_LOCK
 from atomicio import LockBusy, file_lock, remove_stale_temps, sha256_file
 from config import display_path, load_config
@@ -76,13 +77,15 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
             remove_stale_temps(store.folder(cfg))
             store.remove_garbage(cfg, manifest)
     index = store.load_index(cfg, manifest)
+    aside = _pull_table(cfg, manifest) if write and tablesource.configured(cfg) else {}
     files = data_files(cfg)
     result: dict[str, Any] = {"files_seen": len(files), "ingested_files": [], "rejected_files": [],
                               "unchanged_files": 0, "still_rejected_files": 0, "landing_files": 0,
                               "rows_read": 0, "rows_added": 0, "rows_removed": 0}
+    result["rejected_files"] += aside.get("rejected_files", [])
     added: list[int] = []
     frames: dict[int, pd.DataFrame] = {}  # the preview's rows, which no batch file holds
-    changed = False
+    changed = aside.get("changed", False)
     for done, path in enumerate(files):
         cli.progress("ingestion", f"{done}/{len(files)} files, {result['rows_read']:,} rows, "
                                   f"{cli.rate(result['rows_read'], started)}", done, len(files), started)
@@ -174,6 +177,22 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
                                    f"that can be read in pieces of {cfg['ingestion']['chunk_bytes']:,} bytes",
                        manifest)
     return _add_batch(cfg, name, stat, batch_id, hashes, manifest, index, labelled)
+
+
+def _pull_table(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Take input_table's new rows as a data file; the rows set aside are recorded like rejected files, and a table
+    that cannot be read is named in one line without holding up the files."""
+    try:
+        aside = tablesource.pull(cfg)
+    except tablesource.TableError as e:
+        log.warning("skipped %s; will try again next run", e)
+        return {"changed": False, "rejected_files": [{"name": f"input_table {tablesource.source_name(cfg)}",
+                                                      "reason": f"{e}; will try again next run"}]}
+    out: dict[str, Any] = {"changed": bool(aside), "rejected_files": []}
+    for row in aside:
+        out["rejected_files"] += _reject(row["name"], {"sha256": "", "size": 0, "mtime_ns": 0}, row["reason"],
+                                         manifest)["rejected_files"]
+    return out
 
 
 def _reject(name: str, stat: dict[str, Any], reason: str, manifest: dict[str, Any]) -> dict[str, Any]:
