@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -166,3 +167,76 @@ def app(deployed: Path) -> Any:
 def client(app: Any) -> Any:
     """The Flask test client of that app."""
     return app.test_client()
+
+
+# ---------------------------------------------------------------- a real PostgreSQL server (history_url tests)
+
+def pg_bin(name: str) -> Path:
+    """A PostgreSQL server command: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (never on PATH)."""
+    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)),
+                                       None)
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} not found (Debian package postgresql); run: make system-packages")
+    return Path(found)
+
+
+def as_server_user(cmd: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: as root, run them as the postgres system user."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session: initdb in a temporary folder, trust auth, a free loopback port
+    (and its socket in that folder); yields the URL of its maintenance database."""
+    folder = Path(tempfile.mkdtemp(prefix="risk-pg-"))  # not under pytest's tmp: the server user must reach it
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(as_server_user([str(pg_bin("initdb")), "-D", str(data), "-U", "postgres", "--auth=trust",
+                                   "--no-sync", "-E", "UTF8", "--locale=C"]), check=True, capture_output=True)
+    # fsync off: the tests kill clients, never this server, and it saves seconds per test on a shared machine
+    opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run(as_server_user([str(pg_bin("pg_ctl")), "-D", str(data), "-l", str(folder / "server.log"),
+                                   "-o", opts, "-w", "start"]), check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_server_user([str(pg_bin("pg_ctl")), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, for one test; its URL."""
+    import psycopg
+    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    with psycopg.connect(pg_server, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        db.execute(f"CREATE DATABASE {name}")
+    return pg_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The history store a test runs on: each test using this runs twice, on SQLite and on PostgreSQL."""
+    return request.param
+
+
+def use_history(ws: Path, backend: str, request: pytest.FixtureRequest, *configs: str) -> None:
+    """Point a workspace's configs at the backend's history store: SQLite (the default) or a fresh PostgreSQL
+    database."""
+    if backend == "sqlite":
+        return
+    url = request.getfixturevalue("pg_url")
+    for name in configs or ("config.json", "config.practice.json"):
+        path = ws / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "history_url": url}, indent=2))
+
+
+def history_rows(ws: Path, sql: str, *params: Any, config: str = "config.json") -> list[tuple]:
+    """Rows of a query on a workspace's history store, SQLite or PostgreSQL, through history.py."""
+    import history
+    cfg = load_config(ws / config)
+    return history.call(cfg, "cannot be read", lambda db: [tuple(r) for r in db.execute(sql, params)])
