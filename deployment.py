@@ -8,7 +8,9 @@ Layout of prod_deployment_path:
     releases/0003/   trainedmodel.pkl, trainedmodel.json, latestscore.txt, scores.json, reference_profile.json,
                      ingestedfiles.txt, manifest.json (each file's sha256, when and from what data it was trained)
     current          symlink to releases/0003: switched with one atomic rename, so a reader that resolves it
-                     once sees one whole release, never files of two mixed
+                     once sees one whole release, never files of two mixed (with the history on PostgreSQL, a
+                     row there is the pointer every host follows, moved in one transaction with its log line,
+                     history.live_at tells what was live when; the link mirrors it)
     trainedmodel.pkl, latestscore.txt, ingestedfiles.txt   symlinks through current (the well-known names)
 
 A release folder is built under a temporary name and renamed when complete; a crash mid-deploy leaves the
@@ -105,10 +107,10 @@ def deploy(cfg: dict[str, Any], expected: int | None = None) -> dict[str, Any]:
         if expected is not None and (current or {}).get("version") != expected:
             raise Superseded(f"release {current and current['version']} became current while the challenger was "
                              f"being compared with release {expected} (a rollback?); it stays")
-        return _deploy_locked(cfg)
+        return _deploy_locked(cfg, expected)
 
 
-def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
+def _deploy_locked(cfg: dict[str, Any], expected: int | None = None) -> dict[str, Any]:
     """deploy() once the lock is held."""
     record, scores = _check_candidate(cfg)
     prod = cfg["prod_deployment_path"]
@@ -143,7 +145,11 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     final = base / f"{version:04d}"
     os.rename(staging, final)
     fsync_path(base)
-    _switch(cfg, final)
+    try:
+        _switch(cfg, final, version, "deploy", expected)
+    except Superseded:
+        _remove_release(final)
+        raise
     pruned = _prune(cfg)
     log.info("deployed release %d (F1 %.4f) -> %s; pruned %s", version, scores["f1"], final, pruned or "none")
     return {"action": "deploy", "version": version, "previous": manifest["previous"], "f1": scores["f1"],
@@ -160,16 +166,27 @@ def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
         if not older:
             raise cli.StepError(f"release {cur['version']} is the oldest kept release; nothing to roll back to")
         target = older[-1]
-        _switch(cfg, Path(target["folder"]))
+        _switch(cfg, Path(target["folder"]), target["version"], "rollback", cur["version"])
         log.warning("rolled back from release %d to release %d", cur["version"], target["version"])
         return {"action": "rollback", "version": target["version"], "from_version": cur["version"],
                 "f1": target["scores"]["f1"], "model_sha256": target["files"][MODEL],
                 "folder": display_path(cfg, Path(target["folder"]))}
 
 
-def _switch(cfg: dict[str, Any], folder: Path) -> None:
-    """Point current at a release folder with one atomic rename, and make sure the well-known links exist."""
+def _switch(cfg: dict[str, Any], folder: Path, version: int, action: str, expected: int | None = None) -> None:
+    """Point current at a release folder with one atomic rename, and make sure the well-known links exist. With the
+    history on PostgreSQL the row every host follows moves first, in one transaction with its log line, and only
+    while release `expected` (when given) is still current there; the link then mirrors it."""
     prod = cfg["prod_deployment_path"]
+    if history.shared(cfg):
+        try:
+            was = history.call(cfg, "could not move the release pointer", history.move_release_pointer,
+                               os.path.relpath(folder, prod), version, action, expected)
+        except history.HistoryError as e:
+            raise cli.StepError(str(e)) from None
+        if expected is not None and was != expected:
+            raise Superseded(f"release {was} became current on another host while release {expected} was being "
+                             f"replaced; it stays")
     tmp = prod / f".{CURRENT}{PARTIAL}{os.getpid()}"
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(folder, prod), tmp)
@@ -191,13 +208,16 @@ def _prune(cfg: dict[str, Any]) -> list[int]:
     releases = list_releases(cfg)
     doomed = [r for r in releases[:-keep] if not r["current"]] if len(releases) > keep else []
     for r in doomed:
-        # Renamed out of the numbered names first: a run killed while deleting leaves a partial folder that the
-        # next deployment removes, never a numbered release with files missing.
-        folder = Path(r["folder"])
-        gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
-        os.rename(folder, gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        _remove_release(Path(r["folder"]))
     return [r["version"] for r in doomed]
+
+
+def _remove_release(folder: Path) -> None:
+    """Delete a release folder. Renamed out of the numbered names first: a run killed while deleting leaves a partial
+    folder that the next deployment removes, never a numbered release with files missing."""
+    gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
+    os.rename(folder, gone)
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def remove_leftovers(cfg: dict[str, Any]) -> None:

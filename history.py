@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 import sqlite3
 import sys
 from datetime import datetime, timezone
@@ -62,6 +63,8 @@ PG_CONNECT_SECONDS = 10
 # pg_try_advisory_lock's key for the tick: any constant, the same on every host ("risk" + "tick" in ASCII)
 TICK_LOCK_KEY = 0x7269736B7469636B
 MIGRATION_LOCK_KEY = TICK_LOCK_KEY + 1
+# the database server's clock as now_iso() writes time: one clock for every host's pointer moves
+PG_NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 
 class HistoryError(Exception):
@@ -457,3 +460,34 @@ def recent_alerts(db: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any
     """The latest alert attempts, newest first: at, kind, target, delivered (bool), title."""
     rows = db.execute("SELECT at, kind, target, delivered, title FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
     return [{**dict(r), "delivered": bool(r["delivered"])} for r in rows]
+
+
+def release_pointer(db: Any) -> str | None:
+    """The current release's folder, relative to prod_deployment_path, from the shared store (None when unset)."""
+    row = db.execute("SELECT folder FROM release_pointer WHERE name = 'current'").fetchone()
+    return row[0] if row else None
+
+
+def move_release_pointer(db: Any, folder: str, version: int, action: str, expected: int | None = None) -> int | None:
+    """Point the shared store at a release folder and log it, in the caller's one transaction; only while release
+    `expected` is current, when given. Returns the version that was current (the row is locked meanwhile, so a
+    rollback and a deployment from two hosts take turns); with `expected` not current, changes nothing."""
+    row = db.execute("SELECT version FROM release_pointer WHERE name = 'current' FOR UPDATE").fetchone()
+    was = int(row[0]) if row else None
+    if expected is not None and was != expected:
+        return was
+    at = db.execute(f"SELECT {PG_NOW}").fetchone()[0]
+    db.execute("INSERT INTO release_pointer(name, folder, version, changed_at) VALUES ('current', ?, ?, ?) "
+               "ON CONFLICT (name) DO UPDATE SET folder = excluded.folder, version = excluded.version, "
+               "changed_at = excluded.changed_at", (folder, version, at))
+    db.execute("INSERT INTO deployment_log(at, version, action, from_version, host) VALUES (?, ?, ?, ?, ?)",
+               (at, version, action, was, socket.gethostname()))
+    return was
+
+
+def live_at(db: Any, at: str) -> dict[str, Any] | None:
+    """What was live at a time (ISO 8601 UTC, as now_iso writes it): the release the latest pointer move up to then
+    made current, with when and how (deploy or rollback) and from which host; None before the first."""
+    row = db.execute("SELECT version, action, at, from_version, host FROM deployment_log WHERE at <= ? "
+                     "ORDER BY at DESC, id DESC LIMIT 1", (at,)).fetchone()
+    return dict(row) if row else None

@@ -4,7 +4,8 @@
     model, manifest = load_deployed_model(cfg)  # ModelError unless the model file matches the manifest's sha256
     folder, model, manifest = follow(cfg, loaded)  # what a long-lived reader (an API worker) keeps loaded
 
-deployment.py writes releases; every reader (the steps, the API, diagnostics, reporting) comes through here.
+deployment.py writes releases; every reader (the steps, the API, diagnostics, reporting) comes through here. The
+pointer to the current release is the symlink `current`, or with the history on PostgreSQL a row there (history.py).
 """
 from __future__ import annotations
 
@@ -13,19 +14,30 @@ import os
 from pathlib import Path
 from typing import Any
 
+import history
 from artifacts import CURRENT, MANIFEST, MODEL, RELEASES, SCORES
 from modelstore import ModelError, load_model
 
 
 def current_dir(cfg: dict[str, Any]) -> Path | None:
-    """The folder of the current release (resolved once), or None when nothing is deployed."""
+    """The folder of the current release (resolved once), or None when nothing is deployed. With the history on
+    PostgreSQL the pointer is a row there, shared by every host; else (and when that row cannot be read: the link
+    mirrors it) the symlink `current`."""
     link = cfg["prod_deployment_path"] / CURRENT
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
+    target = _pointer(cfg) if history.shared(cfg) else None
+    if target is None:
+        try:
+            target = os.readlink(link)
+        except OSError:
+            return None
     folder = (link.parent / target).resolve()
     return folder if (folder / MANIFEST).is_file() else None
+
+
+def _pointer(cfg: dict[str, Any]) -> str | None:
+    """The current release's folder (relative to prod_deployment_path) as the shared history store has it; None when
+    it has none yet (a deployment made before history_url moved there) or cannot be read."""
+    return history.safely(cfg, "cannot be read for the current release", history.release_pointer)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
