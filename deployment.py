@@ -180,13 +180,19 @@ def _switch(cfg: dict[str, Any], folder: Path, version: int, action: str, expect
     prod = cfg["prod_deployment_path"]
     if history.shared(cfg):
         try:
-            was = history.call(cfg, "could not move the release pointer", history.move_release_pointer,
-                               os.path.relpath(folder, prod), version, action, expected)
+            moved = history.call(cfg, "could not move the release pointer", history.move_release_pointer,
+                                 os.path.relpath(folder, prod), version, action, expected)
         except history.HistoryError as e:
             raise cli.StepError(str(e)) from None
-        if expected is not None and was != expected:
-            raise Superseded(f"release {was} became current on another host while release {expected} was being "
-                             f"replaced; it stays")
+        if not moved:
+            raise Superseded(f"another release became current (from another host) while release {expected} was "
+                             f"being replaced; it stays")
+    _link_current(cfg, folder)
+
+
+def _link_current(cfg: dict[str, Any], folder: Path) -> None:
+    """Point the link current at a release folder with one atomic rename; make sure the well-known links exist."""
+    prod = cfg["prod_deployment_path"]
     tmp = prod / f".{CURRENT}{PARTIAL}{os.getpid()}"
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(folder, prod), tmp)
@@ -221,8 +227,12 @@ def _remove_release(folder: Path) -> None:
 
 
 def remove_leftovers(cfg: dict[str, Any]) -> None:
-    """Remove what a killed deployment left (see _remove_partials), unless a deployment is running now."""
+    """Remove what a killed deployment left (see _remove_partials), unless a deployment is running now; with the
+    history on PostgreSQL, point the link `current` again where the row points (a deployment killed between the two
+    left the link behind)."""
     prod = cfg["prod_deployment_path"]
+    if history.shared(cfg):
+        _mirror_pointer(cfg)
     folders = [f for f in (prod, prod / RELEASES) if f.is_dir()]
     if not any(next(f.glob(f"*{PARTIAL}*"), None) for f in folders):
         return
@@ -232,6 +242,21 @@ def remove_leftovers(cfg: dict[str, Any]) -> None:
                 _remove_partials(f)
     except LockBusy:
         pass  # that deployment, or the next one, cleans up
+
+
+def _mirror_pointer(cfg: dict[str, Any]) -> None:
+    """The link `current` made to agree with the shared pointer (releases.current_dir reads the row)."""
+    folder = current_release(cfg)
+    link = cfg["prod_deployment_path"] / CURRENT
+    if folder is None or (os.path.islink(link) and link.resolve() == Path(folder["folder"])):
+        return
+    try:
+        with file_lock(cfg["prod_deployment_path"] / DEPLOYMENT_LOCK):
+            _link_current(cfg, Path(folder["folder"]))
+            log.warning("the link %s pointed elsewhere than the shared pointer: now release %d", link,
+                        folder["version"])
+    except LockBusy:
+        pass  # a deployment is moving both now
 
 
 def _remove_partials(base: Path) -> None:

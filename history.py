@@ -60,6 +60,7 @@ MIGRATIONS: dict[str, dict[int, str]] = {"sqlite": {
 TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")  # shown in timings and trends
 LOW_DISK_BYTES = 10 * 2**20
 PG_CONNECT_SECONDS = 10
+_PG_CURRENT: set[str] = set()  # the PostgreSQL stores this process found at SCHEMA_VERSION
 # pg_try_advisory_lock's key for the tick: any constant, the same on every host ("risk" + "tick" in ASCII)
 TICK_LOCK_KEY = 0x7269736B7469636B
 MIGRATION_LOCK_KEY = TICK_LOCK_KEY + 1
@@ -188,7 +189,7 @@ def _pg_connect(cfg: dict[str, Any], autocommit: bool = False) -> Iterator[PgCon
     try:
         db = PgConnection(conn)
         if not autocommit:
-            _migrate_pg(db)
+            _migrate_pg(db, cfg["history_url"])
         yield db
         if not autocommit:
             conn.commit()
@@ -196,9 +197,11 @@ def _pg_connect(cfg: dict[str, Any], autocommit: bool = False) -> Iterator[PgCon
         conn.close()  # an uncommitted transaction is rolled back, and a session lock released
 
 
-def _migrate_pg(db: PgConnection) -> None:
-    """Create the schema in a new database, or upgrade an older one; hosts starting at once take turns."""
-    if _pg_version(db) == SCHEMA_VERSION:
+def _migrate_pg(db: PgConnection, url: str) -> None:
+    """Create the schema in a new database, or upgrade an older one; hosts starting at once take turns. Checked once
+    per process and database: an API worker's reads then cost one query each, not three."""
+    if url in _PG_CURRENT or _pg_version(db) == SCHEMA_VERSION:
+        _PG_CURRENT.add(url)
         return
     db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
     version = _pg_version(db)
@@ -209,6 +212,7 @@ def _migrate_pg(db: PgConnection) -> None:
     db.execute("DELETE FROM history_schema")
     db.execute("INSERT INTO history_schema(version) VALUES (?)", (SCHEMA_VERSION,))
     db.conn.commit()
+    _PG_CURRENT.add(url)
 
 
 def _pg_version(db: PgConnection) -> int:
@@ -468,21 +472,22 @@ def release_pointer(db: Any) -> str | None:
     return row[0] if row else None
 
 
-def move_release_pointer(db: Any, folder: str, version: int, action: str, expected: int | None = None) -> int | None:
+def move_release_pointer(db: Any, folder: str, version: int, action: str, expected: int | None = None) -> bool:
     """Point the shared store at a release folder and log it, in the caller's one transaction; only while release
-    `expected` is current, when given. Returns the version that was current (the row is locked meanwhile, so a
-    rollback and a deployment from two hosts take turns); with `expected` not current, changes nothing."""
+    `expected` is current there, when given (the row is locked meanwhile, so a rollback and a deployment from two
+    hosts take turns). Whether it moved. A store without the row yet (the release was deployed before history_url
+    moved here) takes the caller's word for what is current."""
     row = db.execute("SELECT version FROM release_pointer WHERE name = 'current' FOR UPDATE").fetchone()
     was = int(row[0]) if row else None
-    if expected is not None and was != expected:
-        return was
+    if expected is not None and was is not None and was != expected:
+        return False
     at = db.execute(f"SELECT {PG_NOW}").fetchone()[0]
     db.execute("INSERT INTO release_pointer(name, folder, version, changed_at) VALUES ('current', ?, ?, ?) "
                "ON CONFLICT (name) DO UPDATE SET folder = excluded.folder, version = excluded.version, "
                "changed_at = excluded.changed_at", (folder, version, at))
     db.execute("INSERT INTO deployment_log(at, version, action, from_version, host) VALUES (?, ?, ?, ?, ?)",
-               (at, version, action, was, socket.gethostname()))
-    return was
+               (at, version, action, was if row else expected, socket.gethostname()))
+    return True
 
 
 def live_at(db: Any, at: str) -> dict[str, Any] | None:

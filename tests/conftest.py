@@ -6,10 +6,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +15,9 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+import pgserver
 from config import load_config
+from pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SOAK = os.environ.get("SOAK", "") not in ("", "0")  # `make soak`: the campaigns' long forms
@@ -102,13 +102,6 @@ def make_workspace(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def gunicorn_server(ws: Path, workers: int = 2) -> Iterator[str]:
     """A real gunicorn serving a workspace on a free loopback port, built as `make serve` builds it; yields its URL."""
@@ -171,51 +164,20 @@ def client(app: Any) -> Any:
 
 # ---------------------------------------------------------------- a real PostgreSQL server (history_url tests)
 
-def pg_bin(name: str) -> Path:
-    """A PostgreSQL server command: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (never on PATH)."""
-    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)),
-                                       None)
-    if not found:
-        pytest.fail(f"PostgreSQL's {name} not found (Debian package postgresql); run: make system-packages")
-    return Path(found)
-
-
-def as_server_user(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: as root, run them as the postgres system user."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
-    """A throwaway PostgreSQL server for the session: initdb in a temporary folder, trust auth, a free loopback port
-    (and its socket in that folder); yields the URL of its maintenance database."""
-    folder = Path(tempfile.mkdtemp(prefix="risk-pg-"))  # not under pytest's tmp: the server user must reach it
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(as_server_user([str(pg_bin("initdb")), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                   "--no-sync", "-E", "UTF8", "--locale=C"]), check=True, capture_output=True)
-    # fsync off: the tests kill clients, never this server, and it saves seconds per test on a shared machine
-    opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run(as_server_user([str(pg_bin("pg_ctl")), "-D", str(data), "-l", str(folder / "server.log"),
-                                   "-o", opts, "-w", "start"]), check=True, capture_output=True)
+    """A throwaway PostgreSQL server for the session (tests/pgserver.py); yields its maintenance database's URL."""
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_server_user([str(pg_bin("pg_ctl")), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        with pgserver.throwaway_server() as url:
+            yield url
+    except pgserver.ServerError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture
 def pg_url(pg_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on the session's server, for one test; its URL."""
-    import psycopg
-    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
-    with psycopg.connect(pg_server, autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        db.execute(f"CREATE DATABASE {name}")
-    return pg_server.rsplit("/", 1)[0] + f"/{name}"
+    return pgserver.fresh_database(pg_server, "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -222,5 +222,13 @@ def test_the_release_pointer_is_shared_and_rollback_works_from_either_host(tmp_p
     assert [live(at) for at, *_ in log] == [1, 2, 1]
     assert live(history.now_iso()) == 1
     # a pointer move that expects another release to be current changes nothing (a rollback came first)
-    assert history.call(cfg_a, "write", history.move_release_pointer, "releases/0002", 2, "deploy", 2) == 1
+    assert history.call(cfg_a, "write", history.move_release_pointer, "releases/0002", 2, "deploy", 2) is False
     assert releases.current_release(cfg_a)["version"] == 1
+    # a deployment killed between the row and the link leaves the link behind: the next tick, on any host, mends it
+    prod = tmp_path / "shared" / "production_deployment"
+    (prod / "stale").symlink_to("releases/0002")
+    os.replace(prod / "stale", prod / "current")
+    p = run_script("fullprocess.py", b, cwd=b)
+    assert p.returncode == 0 and "release 1 stays" in p.stdout, p.stderr
+    assert os.readlink(prod / "current") == "releases/0001"
+    assert (prod / "trainedmodel.pkl").read_bytes() == (prod / "releases/0001/trainedmodel.pkl").read_bytes()
