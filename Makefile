@@ -7,13 +7,17 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint system-packages serve stop cron-install cron-remove clean-artifacts bench soak
 
 # Debian packages, as "command:package": what the tests drive for real (a cron daemon, the PDF report parsed back,
-# the dashboard in a headless browser). Debian's Python needs python3-venv before it can make the .venv.
-TEST_PACKAGES := cron:cron pdftotext:poppler-utils chromium:chromium chromedriver:chromium-driver
+# the dashboard in a headless browser, a PostgreSQL server for history_url). Debian's Python needs python3-venv
+# before it can make the .venv.
+TEST_PACKAGES := cron:cron pdftotext:poppler-utils chromium:chromium chromedriver:chromium-driver initdb:postgresql
+# Debian keeps PostgreSQL's server commands (initdb, pg_ctl) off PATH, in /usr/lib/postgresql/<version>/bin
+PG_BIN_GLOB := /usr/lib/postgresql/*/bin
 VENV_PACKAGES := $(shell $(PYTHON) -c "import ensurepip" 2>/dev/null || echo python3-venv)
 
 # Installs the missing ones as root through apt-get (one line says which); not root: stops with the command to run.
 define install_missing
-	@missing="$(2)"; for pair in $(1); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	@missing="$(2)"; for pair in $(1); do command -v $${pair%%:*} >/dev/null 2>&1 || \
+	  ls $(PG_BIN_GLOB)/$${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages; run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
 	  echo "installing Debian packages:$$missing"; export DEBIAN_FRONTEND=noninteractive; \

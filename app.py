@@ -280,13 +280,13 @@ def report_pdf() -> Response:
 
 def deployed(risk: Risk) -> tuple[Any, dict[str, Any]]:
     """The current release's model and manifest, loading it again only when the pointer moved. A shared pointer
-    (s3://) is looked at most every api.release_poll_seconds, and while it cannot be read the loaded release
-    keeps serving."""
+    (a PostgreSQL row, an s3:// object) is looked at most every api.release_poll_seconds, and while it cannot be
+    read the loaded release keeps serving."""
     cfg = risk.cfg
     folder, model, manifest = risk.release
     if folder is not None and not _due(risk):
         return model, manifest
-    if folder is not None and not releases.remote(cfg) and folder == releases.current_dir(cfg):
+    if folder is not None and not releases.shared_pointer(cfg) and folder == releases.current_dir(cfg):
         return model, manifest
     with risk.release_lock:  # one thread loads a new release; the others wait for it rather than load it too
         if risk.release[0] is not None and not _due(risk):
@@ -311,7 +311,8 @@ def deployed(risk: Risk) -> tuple[Any, dict[str, Any]]:
 
 def _due(risk: Risk) -> bool:
     """Whether the pointer is to be looked at again: always when local (one readlink), else once per poll."""
-    return not releases.remote(risk.cfg) or time.monotonic() - risk.polled >= risk.cfg["api"]["release_poll_seconds"]
+    poll = risk.cfg["api"]["release_poll_seconds"]
+    return not releases.shared_pointer(risk.cfg) or time.monotonic() - risk.polled >= poll
 
 
 def cached_stats(risk: Risk) -> tuple[dict[str, Any], int]:

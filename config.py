@@ -36,6 +36,9 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "url": ("http://127.0.0.1:8000/", str, "", "where apicalls.py finds the API"),
     "log_folder_path": ("logs", str, "out", "one rotated log file per step"),
     "history_path": ("history/history.sqlite3", str, "file", "the SQLite run history"),
+    "history_url": ("", str, "", "where the run history lives: sqlite:///<path> (unset: history_path) or "
+                                 "postgresql://user@host:port/db (psycopg 3; shared by several hosts, which then "
+                                 "take turns to tick and share the release pointer)"),
     "report_folder_path": ("reports", str, "out", "PDF reports"),
     "id_column": ("corporation", str, "", "client id column (text)"),
     "feature_columns": (["lastmonth_activity", "lastyear_activity", "number_of_employees"], list, "",
@@ -86,7 +89,8 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "api.workers": (0, int, "", "gunicorn workers; 0 = one per CPU core"),
     "api.threads": (4, int, "", "threads per gunicorn worker (keep-alive clients and slow readers do not block)"),
     "api.timeout": (30, int, "", "seconds a request may take to arrive (else 408) and a worker to answer it"),
-    "api.release_poll_seconds": (2.0, float, "", "with releases on s3://, each API worker looks for a new current "
+    "api.release_poll_seconds": (2.0, float, "", "with the release pointer shared (history on PostgreSQL, or "
+                                                 "releases on s3://), each API worker looks for a new current "
                                                  "release at most this often (a local pointer: on every request)"),
     "api.max_rows": (100_000, int, "", "most rows one /prediction request may score"),
     "api.log_requests": (False, bool, "", "rows sent in /prediction bodies join the store as unlabelled monitoring "
@@ -196,6 +200,7 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
             _set(cfg, key, _check(key, value))
         _check_columns(cfg)
         _resolve_paths(cfg, path.parent)
+        _resolve_history(cfg, path.parent)
         _check_folders(cfg)
         _check_token(cfg)
     except ConfigError as e:
@@ -247,6 +252,23 @@ def _resolve_paths(cfg: dict[str, Any], base: Path) -> None:
         if kind == "out" and p.exists() and not p.is_dir():
             raise ConfigError(f"key '{key}': {p} exists and is not a folder")
         cfg[key] = p
+
+
+HISTORY_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def _resolve_history(cfg: dict[str, Any], base: Path) -> None:
+    """history_url in full: unset, the SQLite file history_path; a sqlite:/// URL sets history_path (relative to the
+    config's folder, as every path); a PostgreSQL URL is kept as given."""
+    url = cfg["history_url"] or f"sqlite:///{cfg['history_path']}"
+    if not url.startswith(HISTORY_SCHEMES):
+        raise ConfigError(f"key 'history_url' must start with sqlite:/// or postgresql://, got {json.dumps(url)}")
+    if url.startswith("sqlite:///"):
+        # sqlite:///name is relative, sqlite:////abs/name absolute (SQLAlchemy's form)
+        p = Path(url.removeprefix("sqlite:///")).expanduser()
+        cfg["history_path"] = (base / p).resolve() if not p.is_absolute() else p.resolve()
+        url = f"sqlite:///{cfg['history_path']}"
+    cfg["history_url"] = url
 
 
 # Data folders that must not overlap each other (equal, or one inside the other), and why.

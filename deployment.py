@@ -8,7 +8,9 @@ Layout of prod_deployment_path:
     releases/0003/   trainedmodel.pkl, trainedmodel.json, latestscore.txt, scores.json, reference_profile.json,
                      ingestedfiles.txt, manifest.json (each file's sha256, when and from what data it was trained)
     current          symlink to releases/0003: switched with one atomic rename, so a reader that resolves it
-                     once sees one whole release, never files of two mixed
+                     once sees one whole release, never files of two mixed (with the history on PostgreSQL, a
+                     row there is the pointer every host follows, moved in one transaction with its log line,
+                     history.live_at tells what was live when; the link mirrors it)
     trainedmodel.pkl, latestscore.txt, ingestedfiles.txt   symlinks through current (the well-known names)
 
 A release folder is built under a temporary name and renamed when complete; a crash mid-deploy leaves the
@@ -105,10 +107,10 @@ def deploy(cfg: dict[str, Any], expected: int | None = None) -> dict[str, Any]:
         if expected is not None and (current or {}).get("version") != expected:
             raise Superseded(f"release {current and current['version']} became current while the challenger was "
                              f"being compared with release {expected} (a rollback?); it stays")
-        return _deploy_locked(cfg)
+        return _deploy_locked(cfg, expected)
 
 
-def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
+def _deploy_locked(cfg: dict[str, Any], expected: int | None = None) -> dict[str, Any]:
     """deploy() once the lock is held."""
     record, scores = _check_candidate(cfg)
     prod = cfg["prod_deployment_path"]
@@ -145,7 +147,11 @@ def _deploy_locked(cfg: dict[str, Any]) -> dict[str, Any]:
     os.rename(staging, final)
     fsync_path(base)
     _publish(cfg, final)
-    _switch(cfg, version)
+    try:
+        _switch(cfg, version, "deploy", expected)
+    except Superseded:
+        _remove_release(cfg, final)
+        raise
     pruned = _prune(cfg)
     log.info("deployed release %d (F1 %.4f) -> %s; pruned %s", version, scores["f1"], final, pruned or "none")
     return {"action": "deploy", "version": version, "previous": manifest["previous"], "f1": scores["f1"],
@@ -162,7 +168,7 @@ def rollback(cfg: dict[str, Any]) -> dict[str, Any]:
         if not older:
             raise cli.StepError(f"release {cur['version']} is the oldest kept release; nothing to roll back to")
         target = older[-1]
-        _switch(cfg, target["version"])
+        _switch(cfg, target["version"], "rollback", cur["version"])
         log.warning("rolled back from release %d to release %d", cur["version"], target["version"])
         return {"action": "rollback", "version": target["version"], "from_version": cur["version"],
                 "f1": target["scores"]["f1"], "model_sha256": target["files"][MODEL],
@@ -179,17 +185,33 @@ def _publish(cfg: dict[str, Any], folder: Path) -> None:
         objectstore.put_file(objectstore.join(url, RELEASES, folder.name, f.name), f)
 
 
-def _switch(cfg: dict[str, Any], version: int) -> None:
-    """Point current at a release: the shared store's `current` object (one PUT, atomic) when there is one, and
-    the local `current` link (one atomic rename), making sure the well-known links exist."""
+def _switch(cfg: dict[str, Any], version: int, action: str, expected: int | None = None) -> None:
+    """Make a release current. With the history on PostgreSQL the row every host follows moves first, in one
+    transaction with its log line, and only while release `expected` (when given) is still current there; then the
+    shared store's `current` object (one PUT, atomic) when releases are on s3://, and the local link mirror it."""
+    if history.shared(cfg):
+        try:
+            moved = history.call(cfg, "could not move the release pointer", history.move_release_pointer,
+                                 os.path.relpath(release_dir(cfg, version), cfg["prod_deployment_path"]), version,
+                                 action, expected)
+        except history.HistoryError as e:
+            raise cli.StepError(str(e)) from None
+        if not moved:
+            raise Superseded(f"another release became current (from another host) while release {expected} was "
+                             f"being replaced; it stays")
     url = remote(cfg)
     if url:
         objectstore.put_bytes(objectstore.join(url, CURRENT),
                               json.dumps({"version": version, "at": history.now_iso()}).encode())
+    _link_current(cfg, release_dir(cfg, version))
+
+
+def _link_current(cfg: dict[str, Any], folder: Path) -> None:
+    """Point the link current at a release folder with one atomic rename; make sure the well-known links exist."""
     prod = cfg["prod_deployment_path"]
     tmp = prod / f".{CURRENT}{PARTIAL}{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(release_dir(cfg, version), prod), tmp)
+    os.symlink(os.path.relpath(folder, prod), tmp)
     os.replace(tmp, prod / CURRENT)
     for name in WELL_KNOWN:
         link = prod / name
@@ -208,22 +230,31 @@ def _prune(cfg: dict[str, Any]) -> list[int]:
     releases = list_releases(cfg)
     doomed = [r for r in releases[:-keep] if not r["current"]] if len(releases) > keep else []
     for r in doomed:
-        folder = Path(r["folder"])
-        if remote(cfg):  # the manifest first: a run killed mid-way leaves files no reader lists
-            objectstore.delete(objectstore.join(remote(cfg), RELEASES, folder.name, MANIFEST))
-            objectstore.delete_prefix(objectstore.join(remote(cfg), RELEASES, folder.name))
-        if folder.is_dir():
-            # Renamed out of the numbered names first: a run killed while deleting leaves a partial folder that
-            # the next deployment removes, never a numbered release with files missing.
-            gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
-            os.rename(folder, gone)
-            shutil.rmtree(gone, ignore_errors=True)
+        _remove_release(cfg, Path(r["folder"]))
     return [r["version"] for r in doomed]
 
 
+def _remove_release(cfg: dict[str, Any], folder: Path) -> None:
+    """Delete a release: from the shared store (its manifest first: a run killed mid-way leaves files no reader
+    lists), then the local folder, renamed out of the numbered names first (a run killed while deleting leaves a
+    partial folder that the next deployment removes, never a numbered release with files missing)."""
+    url = remote(cfg)
+    if url:
+        objectstore.delete(objectstore.join(url, RELEASES, folder.name, MANIFEST))
+        objectstore.delete_prefix(objectstore.join(url, RELEASES, folder.name))
+    if folder.is_dir():
+        gone = folder.with_name(f"{PARTIAL}pruned-{folder.name}")
+        os.rename(folder, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+
+
 def remove_leftovers(cfg: dict[str, Any]) -> None:
-    """Remove what a killed deployment left (see _remove_partials), unless a deployment is running now."""
+    """Remove what a killed deployment left (see _remove_partials), unless a deployment is running now; with the
+    history on PostgreSQL, point the link `current` again where the row points (a deployment killed between the two
+    left the link behind)."""
     prod = cfg["prod_deployment_path"]
+    if history.shared(cfg):
+        _mirror_pointer(cfg)
     folders = [f for f in (prod, prod / RELEASES) if f.is_dir()]
     if not any(next(f.glob(f"*{PARTIAL}*"), None) for f in folders):
         return
@@ -233,6 +264,21 @@ def remove_leftovers(cfg: dict[str, Any]) -> None:
                 _remove_partials(f)
     except LockBusy:
         pass  # that deployment, or the next one, cleans up
+
+
+def _mirror_pointer(cfg: dict[str, Any]) -> None:
+    """The link `current` made to agree with the shared pointer (releases.current_dir reads the row)."""
+    folder = current_release(cfg)
+    link = cfg["prod_deployment_path"] / CURRENT
+    if folder is None or (os.path.islink(link) and link.resolve() == Path(folder["folder"])):
+        return
+    try:
+        with file_lock(cfg["prod_deployment_path"] / DEPLOYMENT_LOCK):
+            _link_current(cfg, Path(folder["folder"]))
+            log.warning("the link %s pointed elsewhere than the shared pointer: now release %d", link,
+                        folder["version"])
+    except LockBusy:
+        pass  # a deployment is moving both now
 
 
 def _remove_partials(base: Path) -> None:

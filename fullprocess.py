@@ -4,7 +4,8 @@
     python fullprocess.py --dry-run    # say what it would do; change nothing
     python fullprocess.py --force      # retrain and deploy whatever the drift check says
 
-Under a lock (a tick that finds it held exits 0): looks for new files (size and mtime against the store's manifest,
+Under a lock (a tick that finds it held exits 0; with the history on PostgreSQL the lock is there, so cron may run
+the tick on every host): looks for new files (size and mtime against the store's manifest,
 hashing only files that look changed); none, and a release is deployed: records the tick and exits without
 importing pandas, pyarrow or scikit-learn. Else ingests (nothing deployed yet: bootstraps a first release), checks
 the deployed release on the rows that arrived since the last conclusive check (drift.check_release), retrains on
@@ -31,7 +32,7 @@ import deployment
 import history
 import releases
 import tablesource
-from atomicio import LockBusy, file_lock, remove_stale_temps
+from atomicio import LockBusy, remove_stale_temps
 from config import ConfigError, display_path
 from filerecord import exports_current, live_files, new_files, read_manifest
 from modelstore import ModelError
@@ -63,7 +64,7 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
     lock = artifacts.path(cfg, "tick_lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(lock):
+        with history.tick_lock(cfg):  # a file lock here, or PostgreSQL's across hosts
             result = _guarded(cfg, tick)
             if not dry_run:
                 _record_tick(cfg, tick, result)
@@ -71,8 +72,8 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
                 # after both, so the report and dashboard trends and alerts include this run
                 if result["outcome"] != "failed" and artifacts.path(cfg, "outputs_pending").exists():
                     refresh_outputs(cfg)
-    except LockBusy:
-        log.info("another fullprocess run holds %s: nothing to do", lock)
+    except LockBusy as e:
+        log.info("another fullprocess run holds the tick lock (%s): nothing to do", e)
         result = {"outcome": "busy", "line": "another fullprocess run is in progress; this tick does nothing"}
         if not dry_run:
             _record_tick(cfg, tick, result)
@@ -81,6 +82,10 @@ def fullprocess(cfg: dict[str, Any], dry_run: bool = False, force: bool = False)
         if not dry_run:
             _record_tick(cfg, tick, result)
             alerts.send_for_tick(cfg, result)
+    except history.HistoryError as e:  # the shared store cannot be reached: no tick can be had
+        result = _failed(str(e))
+        if not dry_run:
+            _record_tick(cfg, tick, result)
     if result["outcome"] == "failed":  # cli.run logs it: the one line on stderr, and exits 1 (2 for the config)
         raise (ConfigError if result.get("config_error") else cli.StepError)(result["line"])
     return result

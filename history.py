@@ -1,30 +1,43 @@
-"""The history store: one SQLite file (WAL mode) remembering every run of every step, for decisions and trends.
+"""The history store: every run of every step, for decisions and trends, in SQLite (one file, WAL mode, the
+default) or PostgreSQL (history_url: several hosts sharing one history, one tick at a time, one release pointer).
 
-    with connect(cfg) as db:                      # creates or upgrades the schema (schema.sql)
+    with connect(cfg) as db:                      # creates or upgrades the schema
         run_id = record_run(db, "ingestion", started, ended, "ok", line, result)
+    with tick_lock(cfg):                          # LockBusy while another tick (on any host) holds it
+        ...
 
-The schema lives in schema.sql; PRAGMA user_version numbers it, and MIGRATIONS upgrades older files in place.
-Only the standard library is used, so the cron tick with no new data can record itself cheaply.
+SQL is written once, SQLite's way (? placeholders, rows read by position or name); on PostgreSQL the connection
+translates it (PgConnection), and insert() returns the new id both ways. Each dialect has its schema file
+(schema.sql, schema.postgresql.sql) and its numbered MIGRATIONS; SQLite numbers its file with PRAGMA user_version,
+PostgreSQL in the table history_schema. Only the standard library is imported for SQLite, and psycopg only when a
+PostgreSQL store is used, so the cron tick with no new data can record itself cheaply.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import re
 import shutil
+import socket
 import sqlite3
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import artifacts
+from atomicio import LockBusy, file_lock
 from config import display_path
 
 log = logging.getLogger("history")
 
-SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
-SCHEMA_VERSION = 4
-# version -> SQL that upgrades a file of the previous version (schema.sql is the current version whole).
-MIGRATIONS: dict[int, str] = {
+HERE = Path(__file__).resolve().parent
+SCHEMA_FILES = {"sqlite": HERE / "schema.sql", "postgresql": HERE / "schema.postgresql.sql"}
+SCHEMA_VERSION = 5
+# dialect -> version -> SQL that upgrades a store of the previous version (the schema file is the current version
+# whole). PostgreSQL stores began at version 5.
+MIGRATIONS: dict[str, dict[int, str]] = {"sqlite": {
     # drift checks name store batches instead of byte offsets into finaldata.csv
     2: "ALTER TABLE drift_checks ADD COLUMN batch_from INTEGER NOT NULL DEFAULT 0; "
        "ALTER TABLE drift_checks ADD COLUMN batch_to INTEGER NOT NULL DEFAULT 0; "
@@ -40,9 +53,19 @@ MIGRATIONS: dict[int, str] = {
        "ALTER TABLE drift_checks ADD COLUMN est_high REAL; ALTER TABLE drift_checks ADD COLUMN est_verdict TEXT; "
        "ALTER TABLE drift_checks ADD COLUMN prediction_verdict TEXT; "
        "ALTER TABLE drift_checks ADD COLUMN prior_verdict TEXT;",
-}
+    # the report and the dashboard read a check's features and its run's decisions by id
+    5: "CREATE INDEX IF NOT EXISTS feature_drift_check ON feature_drift(check_id); "
+       "CREATE INDEX IF NOT EXISTS decisions_run ON decisions(run_id);",
+}, "postgresql": {}}
 TIMED_STEPS = ("ingestion", "training", "scoring", "deployment", "fullprocess")  # shown in timings and trends
 LOW_DISK_BYTES = 10 * 2**20
+PG_CONNECT_SECONDS = 10
+_PG_CURRENT: set[str] = set()  # the PostgreSQL stores this process found at SCHEMA_VERSION
+# pg_try_advisory_lock's key for the tick: any constant, the same on every host ("risk" + "tick" in ASCII)
+TICK_LOCK_KEY = 0x7269736B7469636B
+MIGRATION_LOCK_KEY = TICK_LOCK_KEY + 1
+# the database server's clock as now_iso() writes time: one clock for every host's pointer moves
+PG_NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 
 class HistoryError(Exception):
@@ -54,9 +77,24 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def dialect(cfg: dict[str, Any]) -> str:
+    """"sqlite" or "postgresql", from history_url."""
+    return "sqlite" if cfg["history_url"].startswith("sqlite:") else "postgresql"
+
+
+def shared(cfg: dict[str, Any]) -> bool:
+    """Whether the history is a database several hosts share (PostgreSQL): the tick lock and the release pointer
+    live there then."""
+    return dialect(cfg) == "postgresql"
+
+
 @contextlib.contextmanager
-def connect(cfg: dict[str, Any]) -> Iterator[sqlite3.Connection]:
+def connect(cfg: dict[str, Any]) -> Iterator[Any]:
     """An open, schema-checked connection that commits on success and always closes."""
+    if shared(cfg):
+        with _pg_connect(cfg) as db:
+            yield db
+        return
     path = Path(cfg["history_path"])
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=30)
@@ -65,39 +103,168 @@ def connect(cfg: dict[str, Any]) -> Iterator[sqlite3.Connection]:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        _migrate(db)
+        _migrate_sqlite(db)
         with db:
             yield db
     finally:
         db.close()
 
 
-def _migrate(db: sqlite3.Connection) -> None:
+def _migrate_sqlite(db: sqlite3.Connection) -> None:
     """Create the schema in a new file, or upgrade an older one step by step."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(f"history file has schema version {version}, newer than this code's "
-                                    f"{SCHEMA_VERSION}; upgrade the code")
+    _refuse_newer(version)
     with db:
-        if version == 0:
-            db.executescript(SCHEMA_FILE.read_text(encoding="utf-8"))
-            version = SCHEMA_VERSION
-        while version < SCHEMA_VERSION:
-            version += 1
-            db.executescript(MIGRATIONS[version])
+        db.executescript(_upgrade_script("sqlite", version))
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _refuse_newer(version: int) -> None:
+    """A store written by newer code is left alone."""
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"history store has schema version {version}, newer than this code's "
+                                    f"{SCHEMA_VERSION}; upgrade the code")
+
+
+def _upgrade_script(name: str, version: int) -> str:
+    """The SQL that takes a store of a dialect from version (0: empty) to SCHEMA_VERSION."""
+    if version == 0:
+        return SCHEMA_FILES[name].read_text(encoding="utf-8")
+    return "; ".join(MIGRATIONS[name][v] for v in range(version + 1, SCHEMA_VERSION + 1))
+
+
+class PgRow(tuple):
+    """A PostgreSQL row read as sqlite3.Row is: by position, by column name, and as dict(row)."""
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self.names[key] if isinstance(key, str) else key)
+
+    def keys(self) -> list[str]:
+        """The column names, in order (what dict(row) reads)."""
+        return list(self.names)
+
+
+def _pg_row(cursor: Any) -> Any:
+    """psycopg's row factory for PgRow."""
+    names = {c.name: i for i, c in enumerate(cursor.description or [])}
+
+    def make(values: Any) -> PgRow:
+        row = PgRow(values)
+        row.names = names
+        return row
+    return make
+
+
+class PgConnection:
+    """A psycopg connection that takes the SQL written for SQLite: ? placeholders become %s."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        """Run one statement; the cursor (iterable, fetchone, fetchall, description)."""
+        return self.conn.execute(_pg_sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        """Run one statement per row of parameters."""
+        cur = self.conn.cursor()
+        cur.executemany(_pg_sql(sql), [tuple(r) for r in rows])
+        return cur
+
+
+def _pg_sql(sql: str) -> str:
+    """SQLite's ? placeholders as psycopg's %s (a literal % doubled). The project's SQL holds no ? in literals."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@contextlib.contextmanager
+def _pg_connect(cfg: dict[str, Any], autocommit: bool = False) -> Iterator[PgConnection]:
+    """A PostgreSQL connection (psycopg, imported here only), schema-checked, committed on success, always closed."""
+    import psycopg  # noqa: PLC0415 (only when a PostgreSQL store is used: the SQLite tick stays lean)
+    conn = psycopg.connect(cfg["history_url"], connect_timeout=PG_CONNECT_SECONDS, row_factory=_pg_row,
+                           autocommit=autocommit)
+    try:
+        db = PgConnection(conn)
+        if not autocommit:
+            _migrate_pg(db, cfg["history_url"])
+        yield db
+        if not autocommit:
+            conn.commit()
+    finally:
+        conn.close()  # an uncommitted transaction is rolled back, and a session lock released
+
+
+def _migrate_pg(db: PgConnection, url: str) -> None:
+    """Create the schema in a new database, or upgrade an older one; hosts starting at once take turns. Checked once
+    per process and database: an API worker's reads then cost one query each, not three."""
+    if url in _PG_CURRENT or _pg_version(db) == SCHEMA_VERSION:
+        _PG_CURRENT.add(url)
+        return
+    db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+    version = _pg_version(db)
+    if version == SCHEMA_VERSION:
+        return
+    _refuse_newer(version)
+    db.conn.execute(_upgrade_script("postgresql", version))  # several statements: no parameters
+    db.execute("DELETE FROM history_schema")
+    db.execute("INSERT INTO history_schema(version) VALUES (?)", (SCHEMA_VERSION,))
+    db.conn.commit()
+    _PG_CURRENT.add(url)
+
+
+def _pg_version(db: PgConnection) -> int:
+    """The schema version of a PostgreSQL store (0 when empty)."""
+    if db.execute("SELECT to_regclass('history_schema')").fetchone()[0] is None:
+        return 0
+    row = db.execute("SELECT MAX(version) FROM history_schema").fetchone()
+    return int(row[0] or 0)
+
+
+def insert(db: Any, sql: str, params: Any) -> int:
+    """Run an INSERT into a table with an id column; the new row's id (lastrowid, or RETURNING id)."""
+    if isinstance(db, sqlite3.Connection):
+        return int(db.execute(sql, params).lastrowid)
+    return int(db.execute(f"{sql} RETURNING id", params).fetchone()[0])
+
+
+def errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a failing store raises: psycopg's only once it has been imported (else none can occur)."""
+    found: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    if "psycopg" in sys.modules:
+        found += (sys.modules["psycopg"].Error,)
+    return found
+
+
+@contextlib.contextmanager
+def tick_lock(cfg: dict[str, Any]) -> Iterator[None]:
+    """The one tick at a time, LockBusy when held elsewhere: with SQLite a file lock in the output folder; with
+    PostgreSQL a session advisory lock on a connection of its own, held open for the whole tick (the transaction
+    variant, or a pooled connection, would let go at once). Both die with their holder's process or connection."""
+    if not shared(cfg):
+        with file_lock(artifacts.path(cfg, "tick_lock")):
+            yield
+        return
+    with contextlib.ExitStack() as held:
+        try:
+            db = held.enter_context(_pg_connect(cfg, autocommit=True))
+            got = db.execute("SELECT pg_try_advisory_lock(?)", (TICK_LOCK_KEY,)).fetchone()[0]
+        except errors() as e:
+            raise HistoryError(trouble(cfg, e, "cannot take the tick lock")) from None
+        if not got:
+            raise LockBusy(f"the tick lock in {store_name(cfg)} is held by another host's tick")
+        yield
 
 
 def record_run(db: sqlite3.Connection, step: str, started: str, ended: str, seconds: float, outcome: str,
                summary: str, details: dict[str, Any], parent_id: int | None = None) -> int:
     """Insert one step run, with the files, score or release its result describes; returns its id."""
-    cur = db.execute(
-        "INSERT INTO runs(step, parent_id, started_at, ended_at, seconds, outcome, summary, details) "
+    run_id = insert(
+        db, "INSERT INTO runs(step, parent_id, started_at, ended_at, seconds, outcome, summary, details) "
         "VALUES (?,?,?,?,?,?,?,?)",
         (step, parent_id, started, ended, round(seconds, 4), outcome, summary, json.dumps(details, default=str)))
-    run_id = int(cur.lastrowid)
     for f in details.get("ingested_files", []):
         db.execute("INSERT INTO files(run_id, name, status, rows_read, rows_added) VALUES (?,?,?,?,?)",
                    (run_id, f["name"], "ingested", f["rows_read"], f["rows_added"]))
@@ -130,8 +297,8 @@ def record_decision(db: sqlite3.Connection, run_id: int, decision: str, reason: 
 def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any]) -> int:
     """Insert a drift check and its per-feature figures; returns the check's id."""
     est = check.get("estimated") or {}
-    cur = db.execute(
-        "INSERT INTO drift_checks(run_id, release, rule, new_rows, new_score, ci_low, ci_high, deployed_score, "
+    check_id = insert(
+        db, "INSERT INTO drift_checks(run_id, release, rule, new_rows, new_score, ci_low, ci_high, deployed_score, "
         "threshold, verdict, reason, data_verdict, batch_from, batch_to, unlabelled_rows, est_f1, est_low, est_high, "
         "est_verdict, prediction_verdict, prior_verdict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (run_id, check.get("release"), check["rule"], check["new_rows"], check.get("new_score"),
@@ -139,7 +306,6 @@ def record_drift_check(db: sqlite3.Connection, run_id: int, check: dict[str, Any
          check["verdict"], check["reason"], check.get("data_verdict"), check.get("batch_from", 0),
          check["batch_to"], check.get("unlabelled_rows", 0), est.get("f1"), est.get("ci_low"), est.get("ci_high"),
          est.get("verdict"), (check.get("prediction") or {}).get("verdict"), (check.get("prior") or {}).get("verdict")))
-    check_id = int(cur.lastrowid)
     for f in check.get("features", []):
         db.execute("INSERT INTO feature_drift(check_id, feature, psi, psi_floor, ks, ks_pvalue, missing_rate, "
                    "verdict) VALUES (?,?,?,?,?,?,?,?)",
@@ -199,7 +365,7 @@ def call(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
     try:
         with connect(cfg) as db:
             return fn(db, *args)
-    except (sqlite3.Error, OSError) as e:
+    except errors() as e:
         raise HistoryError(trouble(cfg, e, what)) from None
 
 
@@ -212,13 +378,23 @@ def safely(cfg: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
         return None
 
 
+def store_name(cfg: dict[str, Any]) -> str:
+    """The store as people know it: the SQLite file's path, or the PostgreSQL URL without its password."""
+    if not shared(cfg):
+        return display_path(cfg, Path(cfg["history_path"]))
+    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1@", cfg["history_url"])
+
+
 def trouble(cfg: dict[str, Any], e: Exception, what: str) -> str:
     """One line: the store, what failed, the error. SQLite says "disk I/O error" when a full disk leaves no room for
     its shared-memory file, so the free space is named when low."""
-    path = Path(cfg["history_path"])
-    free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
-    low = f"; {free // 1024:,} KB free there" if free < LOW_DISK_BYTES else ""
-    return f"the history store {display_path(cfg, path)} {what} ({e}{low})"
+    low = ""
+    if not shared(cfg):
+        path = Path(cfg["history_path"])
+        free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+        low = f"; {free // 1024:,} KB free there" if free < LOW_DISK_BYTES else ""
+    said = " ".join(str(e).split())  # psycopg's messages span lines
+    return f"the history store {store_name(cfg)} {what} ({said}{low})"
 
 
 def latest_check(db: sqlite3.Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -265,15 +441,16 @@ def alerts_sent(db: sqlite3.Connection, targets: list[str]) -> dict[tuple[str, s
     """When each kind of alert was last delivered to each target: {(target, kind): at}."""
     out: dict[tuple[str, str], str] = {}
     for target in targets:
-        for r in db.execute("SELECT kind, MAX(id), at FROM alerts WHERE target = ? AND delivered = 1 GROUP BY kind",
-                            (target,)):
+        for r in db.execute("SELECT kind, at FROM alerts WHERE id IN (SELECT MAX(id) FROM alerts WHERE target = ? "
+                            "AND delivered = 1 GROUP BY kind)", (target,)):
             out[(target, r["kind"])] = r["at"]
     return out
 
 
 def record_alerts(db: sqlite3.Connection, rows: list[tuple[str, str, str, bool, str]]) -> None:
     """Insert alert attempts: (at, kind, target, delivered, title) each."""
-    db.executemany("INSERT INTO alerts(at, kind, target, delivered, title) VALUES (?,?,?,?,?)", rows)
+    db.executemany("INSERT INTO alerts(at, kind, target, delivered, title) VALUES (?,?,?,?,?)",
+                   [(at, kind, target, int(delivered), title) for at, kind, target, delivered, title in rows])
 
 
 def step_seconds(db: sqlite3.Connection, step: str, last: int = 20) -> list[float]:
@@ -287,3 +464,35 @@ def recent_alerts(db: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any
     """The latest alert attempts, newest first: at, kind, target, delivered (bool), title."""
     rows = db.execute("SELECT at, kind, target, delivered, title FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
     return [{**dict(r), "delivered": bool(r["delivered"])} for r in rows]
+
+
+def release_pointer(db: Any) -> str | None:
+    """The current release's folder, relative to prod_deployment_path, from the shared store (None when unset)."""
+    row = db.execute("SELECT folder FROM release_pointer WHERE name = 'current'").fetchone()
+    return row[0] if row else None
+
+
+def move_release_pointer(db: Any, folder: str, version: int, action: str, expected: int | None = None) -> bool:
+    """Point the shared store at a release folder and log it, in the caller's one transaction; only while release
+    `expected` is current there, when given (the row is locked meanwhile, so a rollback and a deployment from two
+    hosts take turns). Whether it moved. A store without the row yet (the release was deployed before history_url
+    moved here) takes the caller's word for what is current."""
+    row = db.execute("SELECT version FROM release_pointer WHERE name = 'current' FOR UPDATE").fetchone()
+    was = int(row[0]) if row else None
+    if expected is not None and was is not None and was != expected:
+        return False
+    at = db.execute(f"SELECT {PG_NOW}").fetchone()[0]
+    db.execute("INSERT INTO release_pointer(name, folder, version, changed_at) VALUES ('current', ?, ?, ?) "
+               "ON CONFLICT (name) DO UPDATE SET folder = excluded.folder, version = excluded.version, "
+               "changed_at = excluded.changed_at", (folder, version, at))
+    db.execute("INSERT INTO deployment_log(at, version, action, from_version, host) VALUES (?, ?, ?, ?, ?)",
+               (at, version, action, was if row else expected, socket.gethostname()))
+    return True
+
+
+def live_at(db: Any, at: str) -> dict[str, Any] | None:
+    """What was live at a time (ISO 8601 UTC, as now_iso writes it): the release the latest pointer move up to then
+    made current, with when and how (deploy or rollback) and from which host; None before the first."""
+    row = db.execute("SELECT version, action, at, from_version, host FROM deployment_log WHERE at <= ? "
+                     "ORDER BY at DESC, id DESC LIMIT 1", (at,)).fetchone()
+    return dict(row) if row else None

@@ -5,9 +5,10 @@
     folder, model, manifest = follow(cfg, loaded)  # what a long-lived reader (an API worker) keeps loaded
 
 deployment.py writes releases; every reader (the steps, the API, diagnostics, reporting) comes through here.
-Where the pointer to the current release lives: the `current` link in prod_deployment_path, or, when
-prod_deployment_path is s3://bucket/prefix (hosts sharing releases), the `current` object there; a host then
-keeps a hash-checked copy of each release it reads in release_cache_path.
+Where the pointer to the current release lives: with the history on PostgreSQL, a row there that every host
+follows; else, when prod_deployment_path is s3://bucket/prefix, the `current` object there; else the `current` link
+in prod_deployment_path (the link, and the object, mirror the row). Releases shared through s3:// are copied, hash
+checked, into this host's release_cache_path as they are read.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import history
 import objectstore
 from artifacts import CURRENT, MANIFEST, MODEL, RELEASES, SCORES
 from atomicio import sha256_file
@@ -38,8 +40,18 @@ def release_dir(cfg: dict[str, Any], version: int) -> Path:
     return cfg["prod_deployment_path"] / RELEASES / f"{version:04d}"
 
 
+def shared_pointer(cfg: dict[str, Any]) -> bool:
+    """Whether the pointer lives outside this host (a database row or an object), so readers poll it."""
+    return bool(remote(cfg)) or history.shared(cfg)
+
+
 def current_version(cfg: dict[str, Any]) -> int | None:
     """The current release's number from the pointer, or None when nothing is deployed."""
+    if history.shared(cfg):
+        # None when the row is not there yet (deployed before history_url moved) or cannot be read: the mirrors say
+        target = history.safely(cfg, "cannot be read for the current release", history.release_pointer)
+        if target is not None and Path(target).name.isdigit():
+            return int(Path(target).name)
     url = remote(cfg)
     if url:
         data = objectstore.get_bytes(objectstore.join(url, CURRENT))

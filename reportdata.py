@@ -72,11 +72,13 @@ def trends(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Tables from the history store: releases, timings of successful step runs, per-feature drift per check."""
     def read(db: Any) -> dict[str, pd.DataFrame]:
         def q(sql: str, *args: Any) -> pd.DataFrame:
-            """One query as a frame."""
-            return pd.read_sql_query(sql, db, params=args)
+            """One query as a frame (through the store's own connection, SQLite or PostgreSQL)."""
+            cur = db.execute(sql, args)
+            return pd.DataFrame.from_records(cur.fetchall(), columns=[c[0] for c in cur.description],
+                                             coerce_float=True)
         marks = ", ".join("?" * len(history.TIMED_STEPS))
         return {
-            "releases": q("SELECT version, action, f1, at FROM releases ORDER BY rowid"),
+            "releases": q("SELECT version, action, f1, at FROM releases ORDER BY run_id"),
             "timings": q(f"SELECT id, step, seconds, started_at FROM runs WHERE outcome = 'ok' AND step IN ({marks}) "
                          "ORDER BY id", *history.TIMED_STEPS),
             # a check of zero new rows (a run that only rejected files) has nothing to plot

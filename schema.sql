@@ -1,5 +1,6 @@
 -- The run history (history.py). Every step run is one row of runs; the other tables hold its details.
--- Changing this file means adding a numbered migration in history.py (PRAGMA user_version).
+-- Changing this file means adding a numbered migration in history.py (PRAGMA user_version), and the same change to
+-- schema.postgresql.sql with its migration.
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     step TEXT NOT NULL,                 -- ingestion, training, scoring, deployment, fullprocess, ...
@@ -71,12 +72,14 @@ CREATE TABLE IF NOT EXISTS feature_drift (
     missing_rate REAL,
     verdict TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS feature_drift_check ON feature_drift(check_id);
 
 CREATE TABLE IF NOT EXISTS decisions (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     decision TEXT NOT NULL,             -- bootstrap, keep, retrain, deploy, reject-challenger, ...
     reason TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS decisions_run ON decisions(run_id);
 
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,

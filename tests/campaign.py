@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,9 +23,12 @@ import numpy as np
 import pandas as pd
 
 import generate_data
-from conftest import ROOT, free_port, make_workspace, run_script, soak_sizes, write_config
+import history
+from conftest import ROOT, free_port, history_rows, make_workspace, run_script, soak_sizes, write_config
 
 SIZES = soak_sizes(kills=(40, 200), overlap_rounds=(2, 10), days=(1, 30), disk_points=(2, 10))
+# CAMPAIGN_HISTORY=postgresql: the kill campaign with its history on a PostgreSQL server the tests start
+ON_POSTGRESQL = os.environ.get("CAMPAIGN_HISTORY", "sqlite") == "postgresql"
 TICKS_PER_DAY = 24 * 6  # cron runs fullprocess every 10 minutes
 COLUMNS = [generate_data.ID, *generate_data.FEATURES, generate_data.TARGET]
 TEMP_MARKS = (".tmp-", ".partial-")  # atomicio.TEMP_MARK and deployment.PARTIAL: half-written files and folders
@@ -208,12 +210,8 @@ OUTCOMES = {"rejected": ("rejected",), "accepted": ("accepted", "dropped")}
 # ---------------------------------------------------------------- reading the workspace back
 
 def query(ws: Path, sql: str, *params: Any) -> list[tuple]:
-    """Rows of a query on the workspace's history store."""
-    db = sqlite3.connect(ws / "history" / "history.sqlite3", timeout=30)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
+    """Rows of a query on the workspace's history store (SQLite or PostgreSQL)."""
+    return history_rows(ws, sql, *params)
 
 
 def exports_in_step(cfg: dict[str, Any], manifest: dict[str, Any]) -> bool:
@@ -290,13 +288,17 @@ def check_whole(ws: Path, drops: Drops) -> None:
     from modelstore import ModelError, load_model
     cfg = load_config(ws / "config.json")
     prod = cfg["prod_deployment_path"]
-    folder = (prod / os.readlink(prod / "current")).resolve()
-    assert folder.parent.name == "releases" and folder.name.isdigit(), f"current -> {folder}"
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for name, digest in manifest["files"].items():
-        assert sha(folder / name) == digest, f"release {folder.name}: {name} does not match its manifest"
+    linked = (prod / os.readlink(prod / "current")).resolve()
+    # the release every reader follows: the link, or with the history on PostgreSQL the row there (the link may
+    # lag it by a kill between the two until the next tick mends it; both must be whole releases)
+    pointed = releases.current_dir(cfg)
+    for folder in {linked, pointed}:
+        assert folder and folder.parent.name == "releases" and folder.name.isdigit(), f"current -> {folder}"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for name, digest in manifest["files"].items():
+            assert sha(folder / name) == digest, f"release {folder.name}: {name} does not match its manifest"
     for name in ("trainedmodel.pkl", "latestscore.txt", "ingestedfiles.txt"):
-        assert (prod / name).resolve() == folder / name, f"{name} is not served from the current release"
+        assert (prod / name).resolve() == linked / name, f"{name} is not served from the current release"
     model, _ = releases.load_deployed_model(cfg)
     assert hasattr(model, "predict")
     check_store(ws, drops, cfg)
@@ -318,12 +320,9 @@ def check_whole(ws: Path, drops: Drops) -> None:
     for pdf in sorted(cfg["report_folder_path"].glob("*.pdf"))[-2:]:
         p = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True)
         assert p.returncode == 0, f"{pdf.name} does not parse: {p.stderr}"
-    db = sqlite3.connect(cfg["history_path"], timeout=30)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        db.execute("SELECT COUNT(*) FROM runs").fetchone()
-    finally:
-        db.close()
+    if not history.shared(cfg):  # PostgreSQL's own crash safety is not on trial: its client is what gets killed
+        assert query(ws, "PRAGMA integrity_check") == [("ok",)]
+    query(ws, "SELECT COUNT(*) FROM runs")
 
 
 def check_done(ws: Path, drops: Drops) -> None:
@@ -367,6 +366,18 @@ def sha(path: Path) -> str:
 
 
 def clone(src: Path, dst: Path) -> Path:
-    """A private copy of a prepared workspace (symlinks kept, so current still points into releases/)."""
+    """A private copy of a prepared workspace (symlinks kept, so current still points into releases/); a history on
+    PostgreSQL is copied into a database of its own (CREATE DATABASE ... TEMPLATE)."""
     shutil.copytree(src, dst, symlinks=True)
+    url = json.loads((dst / "config.json").read_text()).get("history_url", "")
+    if url.startswith("postgresql://"):
+        import psycopg
+        server, name = url.rsplit("/", 1)
+        copy = "c_" + hashlib.sha256(str(dst).encode()).hexdigest()[:16]
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as db:
+            db.execute(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)")
+            db.execute(f"CREATE DATABASE {copy} TEMPLATE {name}")
+        for config in ("config.json", "config.practice.json"):
+            path = dst / config
+            path.write_text(json.dumps({**json.loads(path.read_text()), "history_url": f"{server}/{copy}"}, indent=2))
     return dst

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,9 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+import pgserver
 from config import load_config
+from pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SOAK = os.environ.get("SOAK", "") not in ("", "0")  # `make soak`: the campaigns' long forms
@@ -101,13 +102,6 @@ def make_workspace(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def gunicorn_server(ws: Path, workers: int = 2) -> Iterator[str]:
     """A real gunicorn serving a workspace on a free loopback port, built as `make serve` builds it; yields its URL."""
@@ -166,3 +160,45 @@ def app(deployed: Path) -> Any:
 def client(app: Any) -> Any:
     """The Flask test client of that app."""
     return app.test_client()
+
+
+# ---------------------------------------------------------------- a real PostgreSQL server (history_url tests)
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/pgserver.py); yields its maintenance database's URL."""
+    try:
+        with pgserver.throwaway_server() as url:
+            yield url
+    except pgserver.ServerError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture
+def pg_url(pg_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, for one test; its URL."""
+    return pgserver.fresh_database(pg_server, "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The history store a test runs on: each test using this runs twice, on SQLite and on PostgreSQL."""
+    return request.param
+
+
+def use_history(ws: Path, backend: str, request: pytest.FixtureRequest, *configs: str) -> None:
+    """Point a workspace's configs at the backend's history store: SQLite (the default) or a fresh PostgreSQL
+    database."""
+    if backend == "sqlite":
+        return
+    url = request.getfixturevalue("pg_url")
+    for name in configs or ("config.json", "config.practice.json"):
+        path = ws / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "history_url": url}, indent=2))
+
+
+def history_rows(ws: Path, sql: str, *params: Any, config: str = "config.json") -> list[tuple]:
+    """Rows of a query on a workspace's history store, SQLite or PostgreSQL, through history.py."""
+    import history
+    cfg = load_config(ws / config)
+    return history.call(cfg, "cannot be read", lambda db: [tuple(r) for r in db.execute(sql, params)])

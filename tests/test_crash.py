@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from campaign import (
+    ON_POSTGRESQL,
     SIZES,
     Drops,
     check_done,
@@ -263,12 +264,16 @@ def campaign(template: Path, ws: Path, seed: int, kills: int) -> tuple[list[tupl
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """Release 1 from the practice data, the shipped source data waiting (drift), look-ups cached. Data drift
     retrains too here, and a challenger may score a little lower: more runs train and deploy, so more kills land
-    in training and deployment."""
+    in training and deployment. CAMPAIGN_HISTORY=postgresql: the history on a PostgreSQL server the tests start."""
+    store = {}
+    if ON_POSTGRESQL:
+        import pgserver
+        store["history_url"] = pgserver.fresh_database(request.getfixturevalue("pg_server"), "crash_template")
     return prepared_workspace(tmp_path_factory.mktemp("crash") / "template", drift={"retrain_on_data_drift": True},
-                              deployment={"promotion_tolerance": 0.05})
+                              deployment={"promotion_tolerance": 0.05}, **store)
 
 
 def test_kill_minus_nine_campaign(template, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import generate_data
-from conftest import make_workspace, run_script
+from conftest import make_workspace, run_script, use_history
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_exits_becoming_rare_while_the_model_predicts_them_is_caught_within_fort
     assert waited == tick - 1  # every earlier tick kept its rows for the next check
 
 
-def test_a_lasting_drop_stays_drift_when_the_challenger_is_refused(tmp_path):
+def test_a_lasting_drop_stays_drift_when_the_challenger_is_refused(tmp_path, backend, request):
     """Parametric rule, a release with a stable past (F1 about 0.90), then a lasting drop to 0.70 that no
     challenger fixes (each is refused, the release stays): every tick still calls it drift. Scores of checks that
     were drift verdicts never enter the baseline (they once lowered it until the drop passed as normal)."""
@@ -53,6 +53,7 @@ def test_a_lasting_drop_stays_drift_when_the_challenger_is_refused(tmp_path):
     import history
     from config import load_config
     ws = make_workspace(tmp_path / "ws")
+    use_history(ws, backend, request)
     cfg = load_config(ws / "config.json")
     t = {**cfg["drift"], "rule": "parametric", "min_history": 5}
     rng = np.random.default_rng(3)
