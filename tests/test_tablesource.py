@@ -1,13 +1,15 @@
 """A database table as a data source (input_table): the rows past the last ingested key become a batch, rows that
 break the data contract are set aside with their reasons, and a table out of reach never holds up the files.
-Here on a real SQLite file; tests/test_postgres.py runs the same source against a real PostgreSQL server."""
+On a real SQLite file and on a real PostgreSQL server the tests start (conftest.pg_server)."""
 from __future__ import annotations
 
 import csv
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
+
+import pytest
 
 from conftest import (
     deploy_shipped,
@@ -36,25 +38,52 @@ def table_workspace(tmp_path: Path, url: str, **table: Any) -> Path:
     return ws
 
 
-def test_new_table_rows_become_batches_and_a_bad_row_is_set_aside(tmp_path: Path) -> None:
-    db_path = tmp_path / "crm.sqlite3"
-    db = sqlite3.connect(db_path)
-    db.execute(f"CREATE TABLE client_activity (row_id INTEGER PRIMARY KEY, {COLUMNS})")
-    ws = table_workspace(tmp_path, f"sqlite:///{db_path}")
-    rows = practice_rows(ws)[:100]
-    db.executemany("INSERT INTO client_activity (corporation, lastmonth_activity, lastyear_activity, "
-                   "number_of_employees, exited) VALUES (?,?,?,?,?)", rows)
-    db.commit()
+INSERT = ("INSERT INTO client_activity (corporation, lastmonth_activity, lastyear_activity, number_of_employees, "
+          "exited) VALUES (?,?,?,?,?)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Callable[[list[Any]], None]]]:
+    """A client_activity table keyed by an identity column: its URL, and a function inserting rows into it."""
+    if request.param == "sqlite":
+        db = sqlite3.connect(tmp_path / "crm.sqlite3")
+        db.execute(f"CREATE TABLE client_activity (row_id INTEGER PRIMARY KEY, {COLUMNS})")
+
+        def insert(rows: list[Any]) -> None:
+            """Insert and commit."""
+            db.executemany(INSERT, rows)
+            db.commit()
+
+        yield f"sqlite:///{tmp_path / 'crm.sqlite3'}", insert
+        db.close()
+        return
+    import psycopg
+
+    url = request.getfixturevalue("pg_url")
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute(f"CREATE TABLE client_activity (row_id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                   f"{COLUMNS.replace('REAL', 'DOUBLE PRECISION')})")
+
+        def insert_pg(rows: list[Any]) -> None:
+            """Insert (autocommit); an empty cell of the CSV rows is a NULL, as a typed column holds it."""
+            with pg.cursor() as cur:
+                cur.executemany(INSERT.replace("?", "%s"), [[None if v == "" else v for v in r] for r in rows])
+
+        yield url, insert_pg
+
+
+def test_new_table_rows_become_batches_and_a_bad_row_is_set_aside(
+        tmp_path: Path, crm: tuple[str, Callable[[list[Any]], None]]) -> None:
+    url, insert = crm
+    ws = table_workspace(tmp_path, url)
+    insert(practice_rows(ws)[:100])
 
     first = run_json("ingestion.py", ws)
     table_files = [f for f in first["ingested_files"] if f["name"].startswith("ingesteddata/table/")]
     assert [f["rows_read"] for f in table_files] == [100]
     assert len(first["ingested_files"]) == 3, "the two practice files too"
 
-    db.executemany("INSERT INTO client_activity (corporation, lastmonth_activity, lastyear_activity, "
-                   "number_of_employees, exited) VALUES (?,?,?,?,?)",
-                   [("newco1", 10, 20, 3, 0), ("badco", 10, 20, 3, 7), ("newco2", None, 5, 2, 1)])
-    db.commit()
+    insert([("newco1", 10, 20, 3, 0), ("badco", 10, 20, 3, 7), ("newco2", None, 5, 2, 1)])
     second = run_json("ingestion.py", ws)
     assert [(f["name"], f["rows_read"]) for f in second["ingested_files"]] == \
         [("ingesteddata/table/client_activity-000002.csv", 2)]
@@ -98,8 +127,7 @@ def test_the_cron_tick_takes_new_table_rows(tmp_path: Path) -> None:
     quiet = run_json("fullprocess.py", ws)
     assert quiet["outcome"] == "no-new-data", "an empty table is no new data"
 
-    db.executemany("INSERT INTO client_activity (corporation, lastmonth_activity, lastyear_activity, "
-                   "number_of_employees, exited) VALUES (?,?,?,?,?)", practice_rows(ws)[:80])
+    db.executemany(INSERT, practice_rows(ws)[:80])
     db.commit()
     tick = run_json("fullprocess.py", ws)
     assert "80 rows in input_table client_activity" in " ".join(tick["new_files"]), tick
