@@ -87,16 +87,23 @@ class Superseded(cli.StepError):
 @contextlib.contextmanager
 def release_lock(cfg: dict[str, Any], step: str) -> Iterator[None]:
     """The one lock of training, scoring, deployment and rollback: a release never holds the files of two
-    trainings, and a rollback never lands inside a deployment."""
+    trainings, and a rollback never lands inside a deployment. With the history on PostgreSQL it holds across hosts
+    too (two hosts deploying at once would otherwise number two releases alike)."""
     prod = cfg["prod_deployment_path"]
     prod.mkdir(parents=True, exist_ok=True)
-    try:
-        with file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
-            yield
-    except LockBusy:
-        raise cli.StepError(f"{step}: another training, scoring, deployment or rollback has held "
-                            f"{display_path(cfg, prod / DEPLOYMENT_LOCK)} for {LOCK_WAIT_SECONDS:.0f} s; "
-                            f"try again later") from None
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(prod / DEPLOYMENT_LOCK, wait_seconds=LOCK_WAIT_SECONDS))
+            if history.shared(cfg):
+                held.enter_context(history.shared_lock(cfg, history.RELEASE_LOCK_KEY, "the release lock",
+                                                       LOCK_WAIT_SECONDS))
+        except LockBusy:
+            raise cli.StepError(f"{step}: another training, scoring, deployment or rollback has held "
+                                f"{display_path(cfg, prod / DEPLOYMENT_LOCK)} (or the shared release lock) for "
+                                f"{LOCK_WAIT_SECONDS:.0f} s; try again later") from None
+        except history.HistoryError as e:
+            raise cli.StepError(f"{step}: {e}") from None
+        yield
 
 
 def deploy(cfg: dict[str, Any], expected: int | None = None) -> dict[str, Any]:

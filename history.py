@@ -22,6 +22,7 @@ import shutil
 import socket
 import sqlite3
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -64,6 +65,7 @@ _PG_CURRENT: set[str] = set()  # the PostgreSQL stores this process found at SCH
 # pg_try_advisory_lock's key for the tick: any constant, the same on every host ("risk" + "tick" in ASCII)
 TICK_LOCK_KEY = 0x7269736B7469636B
 MIGRATION_LOCK_KEY = TICK_LOCK_KEY + 1
+RELEASE_LOCK_KEY = TICK_LOCK_KEY + 2  # training, scoring, deployment and rollback, across hosts
 # the database server's clock as now_iso() writes time: one clock for every host's pointer moves
 PG_NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
@@ -247,14 +249,24 @@ def tick_lock(cfg: dict[str, Any]) -> Iterator[None]:
         with file_lock(artifacts.path(cfg, "tick_lock")):
             yield
         return
+    with shared_lock(cfg, TICK_LOCK_KEY, "the tick lock", 0.0):
+        yield
+
+
+@contextlib.contextmanager
+def shared_lock(cfg: dict[str, Any], key: int, what: str, wait_seconds: float) -> Iterator[None]:
+    """A PostgreSQL session advisory lock, on a connection held open while it is held (so it dies with its holder),
+    waited for up to wait_seconds; LockBusy when another host holds it that long."""
     with contextlib.ExitStack() as held:
+        deadline = time.monotonic() + wait_seconds
         try:
             db = held.enter_context(_pg_connect(cfg, autocommit=True))
-            got = db.execute("SELECT pg_try_advisory_lock(?)", (TICK_LOCK_KEY,)).fetchone()[0]
+            while not db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise LockBusy(f"{what} in {store_name(cfg)} is held by another host")
+                time.sleep(0.5)
         except errors() as e:
-            raise HistoryError(trouble(cfg, e, "cannot take the tick lock")) from None
-        if not got:
-            raise LockBusy(f"the tick lock in {store_name(cfg)} is held by another host's tick")
+            raise HistoryError(trouble(cfg, e, f"cannot take {what}")) from None
         yield
 
 

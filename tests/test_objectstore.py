@@ -189,3 +189,33 @@ def test_an_s3_landing_prefix_is_ingested_under_the_landing_rules(s3: str, tmp_p
     finaldata = (ws / "ingesteddata" / "finaldata.csv").read_text()
     assert lines[1].replace(",0\n", ",1\n") in finaldata and lines[1] not in finaldata
     assert sorted(p.name for p in (ws / "landing_cache").iterdir()) == ["dataset1.csv"]
+
+
+def test_a_deployment_waits_while_another_host_holds_the_release_lock(s3: str, tmp_path: Path, pg_url: str) -> None:
+    """Over one PostgreSQL history the release lock holds across hosts (each with its own release cache): a host
+    deploying while another deploys would otherwise see the same newest release and upload its own under the same
+    number. Here the test plays the other host, holding the lock as a deployment does."""
+    import psycopg
+
+    import history
+
+    hosts = []
+    for name in ("a", "b"):
+        ws = host(tmp_path / name, f"s3://{BUCKET}/both")
+        for config in ("config.json", "config.practice.json"):
+            cfg = json.loads((ws / config).read_text())
+            (ws / config).write_text(json.dumps({**cfg, "history_url": pg_url}))
+        hosts.append(ws)
+    a, b = hosts
+    deploy_shipped(a)
+    for script in ("ingestion.py", "training.py", "scoring.py"):
+        assert run_script(script, b).returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (history.RELEASE_LOCK_KEY,)).fetchone()[0]
+        waiting = subprocess.Popen([sys.executable, str(Path(__file__).parents[1] / "deployment.py"), "--config",
+                                    str(b / "config.json"), "--json"], stdout=subprocess.PIPE, text=True)
+        time.sleep(8)
+        assert waiting.poll() is None, "host b deployed while another host held the release lock"
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and json.loads(out)["version"] == 3
+    assert listed(a) == ([1, 2, 3], 3)
