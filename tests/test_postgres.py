@@ -65,6 +65,12 @@ def test_the_course_runs_with_its_history_on_postgresql(pg_ws: Path) -> None:
     assert trends["checks"]["new_score"].dtype == float
     assert diagnostics.latest_drift(cfg)["release"] == 1 and diagnostics.latest_drift(cfg)["features"]
     assert history.call(cfg, "read", history.last_successful_run)["outcome"] == "no-new-data"
+    from app import create_app
+    client = create_app(ws / "config.json").test_client()
+    health = client.get("/health").get_json()
+    assert health["release"] == 1 and health["last_successful_run"]["outcome"] == "no-new-data"
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and b"release 1" in page.data
 
 
 def test_a_bad_history_url_is_one_line_exit_2(tmp_path: Path) -> None:
