@@ -227,6 +227,10 @@ def test_the_release_pointer_is_shared_and_rollback_works_from_either_host(tmp_p
     assert live("2000-01-01T00:00:00.000Z") is None
     assert [live(at) for at, *_ in log] == [1, 2, 1]
     assert live(history.now_iso()) == 1
+    p = run_script("deployment.py", b, "--live-at", log[1][0], cwd=b)
+    assert p.returncode == 0 and p.stdout.startswith(f"release 2 was live at {log[1][0]} (deploy at "), p.stderr
+    p = run_script("deployment.py", b, "--live-at", "yesterday", cwd=b)
+    assert p.returncode == 1 and "expected an ISO 8601 time such as 2026-11-30T12:00:00Z, got 'yesterday'" in p.stderr
     # a pointer move that expects another release to be current changes nothing (a rollback came first)
     assert history.call(cfg_a, "write", history.move_release_pointer, "releases/0002", 2, "deploy", 2) is False
     assert releases.current_release(cfg_a)["version"] == 1
