@@ -3,6 +3,7 @@
     python deployment.py               # publish models/ (+ ingestedfiles.txt) as the next release
     python deployment.py --list        # the kept releases, the current one marked
     python deployment.py --rollback    # make the previous release current again
+    python deployment.py --live-at 2026-11-30T12:00:00Z   # which release was live then (history on PostgreSQL)
 
 Layout of prod_deployment_path:
     releases/0003/   trainedmodel.pkl, trainedmodel.json, latestscore.txt, scores.json, reference_profile.json,
@@ -20,11 +21,13 @@ manifest first (releases.load_deployed_model) and refuses a file that does not m
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import pickle
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -305,6 +308,26 @@ def describe(cfg: dict[str, Any]) -> dict[str, Any]:
                          for r in list_releases(cfg)]}
 
 
+def live_at(cfg: dict[str, Any], when: str) -> dict[str, Any]:
+    """The release that was live at a time (ISO 8601; UTC when no zone is given), from the deployment log the
+    history keeps on PostgreSQL."""
+    if not history.shared(cfg):
+        raise cli.StepError("--live-at reads the deployment log, kept when history_url is PostgreSQL; on SQLite the "
+                            "history's releases table lists deployments and rollbacks")
+    try:
+        t = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        raise cli.StepError(f"--live-at: expected an ISO 8601 time such as 2026-11-30T12:00:00Z, "
+                            f"got {when!r}") from None
+    t = t.replace(tzinfo=t.tzinfo or timezone.utc).astimezone(timezone.utc)
+    at = t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        found = history.call(cfg, "cannot be read", history.live_at, at)
+    except history.HistoryError as e:
+        raise cli.StepError(str(e)) from None
+    return {"action": "live-at", "at": at, "live": found}
+
+
 def summary(r: dict[str, Any]) -> str:
     """One line (or the release table for --list) for people."""
     if "releases" in r:
@@ -312,6 +335,11 @@ def summary(r: dict[str, Any]) -> str:
             return "no releases deployed"
         return "\n".join(f"{'*' if x['current'] else ' '} release {x['version']:>4}  {x['created_at']}  "
                          f"F1 {x['f1']:.3f}  trained on {x['trained_on_rows']:,} rows" for x in r["releases"])
+    if r["action"] == "live-at":
+        if r["live"] is None:
+            return f"nothing was live at {r['at']}"
+        x = r["live"]
+        return f"release {x['version']} was live at {r['at']} ({x['action']} at {x['at']} from {x['host']})"
     if r["action"] == "rollback":
         return f"rolled back from release {r['from_version']} to release {r['version']} (F1 {r['f1']:.3f})"
     return f"deployed release {r['version']} (F1 {r['f1']:.3f}, model {r['model_sha256'][:12]}) -> {r['folder']}"
@@ -348,6 +376,10 @@ if __name__ == "__main__":
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--rollback", action="store_true", help="make the previous release current again")
     group.add_argument("--list", action="store_true", help="list the kept releases")
+    group.add_argument("--live-at", metavar="TIME", help="which release was live at an ISO 8601 time (history on "
+                                                         "PostgreSQL)")
     args = parser.parse_args()
     work = describe if args.list else rollback if args.rollback else deploy
-    cli.run("deployment", args, work, summary, record=not args.list)
+    if args.live_at:
+        work = functools.partial(live_at, when=args.live_at)
+    cli.run("deployment", args, work, summary, record=not (args.list or args.live_at))

@@ -5,13 +5,13 @@
     python fullprocess.py --force      # retrain and deploy whatever the drift check says
 
 Under a lock (a tick that finds it held exits 0; with the history on PostgreSQL the lock is there, so cron may run
-the tick on every host): looks for new files (size and mtime against the store's manifest,
-hashing only files that look changed); none, and a release is deployed: records the tick and exits without
-importing pandas, pyarrow or scikit-learn. Else ingests (nothing deployed yet: bootstraps a first release), checks
-the deployed release on the rows that arrived since the last conclusive check (drift.check_release), retrains on
-drift and deploys the challenger only if it is not worse on the test data, records everything in the history
-store, sends alerts, refreshes diagnostics, the report and the API answers (a marker survives a kill). --dry-run
-takes the same path read-only. Any failure ends the tick with one line on stderr, exit 1, recorded in the history.
+the tick on every host): looks for new files (size and mtime against the store's manifest, hashing only files that
+look changed); none, and a release is deployed: records the tick and exits without importing pandas, pyarrow or
+scikit-learn. Else ingests (nothing deployed yet: bootstraps a first release), checks the deployed release on the
+rows that arrived since the last conclusive check (drift.check_release), retrains on drift and deploys the
+challenger only if it is not worse on the test data, records everything in the history store, sends alerts,
+refreshes diagnostics, the report and the API answers (a marker survives a kill). --dry-run takes the same path
+read-only. Any failure ends the tick with one line on stderr, exit 1, recorded in the history.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import AuthResult
 
 import generate_data
-from conftest import ROOT, free_port, make_workspace, run_script, write_config
+from conftest import ROOT, free_port, make_workspace, run_script, use_history, write_config
 
 PRACTICE = {"input_folder_path": "practicedata", "output_model_path": "practicemodels"}
 
@@ -90,9 +90,11 @@ def mails(maildir: Path) -> list[EmailMessage]:
 
 
 def configure(ws: Path, urls: list[str], **alerts: Any) -> None:
-    """Both of the workspace's configs with these alert URLs (they share the history store)."""
-    write_config(ws, alerts={"urls": urls, **alerts})
-    write_config(ws, "config.practice.json", alerts={"urls": urls, **alerts}, **PRACTICE)
+    """Both of the workspace's configs with these alert URLs (they share the history store, which stays where
+    it is)."""
+    kept = {k: v for k, v in json.loads((ws / "config.json").read_text()).items() if k == "history_url"}
+    write_config(ws, alerts={"urls": urls, **alerts}, **kept)
+    write_config(ws, "config.practice.json", alerts={"urls": urls, **alerts}, **PRACTICE, **kept)
 
 
 def tick(ws: Path, config: str = "config.json", code: int = 0) -> subprocess.CompletedProcess:
@@ -129,6 +131,17 @@ def clone(state: Path, dst: Path) -> Path:
     """A private copy of a prepared workspace (symlinks kept, so current still points into releases/)."""
     shutil.copytree(state, dst, symlinks=True)
     return dst
+
+
+def practice_copy(practice: Path, dst: Path, backend: str, request: pytest.FixtureRequest) -> Path:
+    """The practice workspace for one test: a copy on SQLite; on PostgreSQL, bootstrapped afresh into a database of
+    its own (a copied SQLite file would not move there)."""
+    if backend == "sqlite":
+        return clone(practice, dst)
+    ws = make_workspace(dst)
+    use_history(ws, backend, request)
+    tick(ws, "config.practice.json")
+    return ws
 
 
 def break_store(ws: Path) -> bytes:
@@ -190,9 +203,9 @@ def test_a_second_drift_within_the_cooldown_sends_only_what_is_new(practice, tmp
     assert "model-drift" in kinds(received[2]["title"]) and "challenger-refused" in kinds(received[2]["title"])
 
 
-def test_a_failed_run_is_told_and_so_is_the_recovery(practice, tmp_path, webhook):
+def test_a_failed_run_is_told_and_so_is_the_recovery(practice, tmp_path, webhook, backend, request):
     url, received = webhook
-    ws = clone(practice, tmp_path / "ws")
+    ws = practice_copy(practice, tmp_path / "ws", backend, request)
     configure(ws, [url])
     good = break_store(ws)
     p = tick(ws, code=1)

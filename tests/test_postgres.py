@@ -65,6 +65,12 @@ def test_the_course_runs_with_its_history_on_postgresql(pg_ws: Path) -> None:
     assert trends["checks"]["new_score"].dtype == float
     assert diagnostics.latest_drift(cfg)["release"] == 1 and diagnostics.latest_drift(cfg)["features"]
     assert history.call(cfg, "read", history.last_successful_run)["outcome"] == "no-new-data"
+    from app import create_app
+    client = create_app(ws / "config.json").test_client()
+    health = client.get("/health").get_json()
+    assert health["release"] == 1 and health["last_successful_run"]["outcome"] == "no-new-data"
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and b"release 1" in page.data
 
 
 def test_a_bad_history_url_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -221,6 +227,10 @@ def test_the_release_pointer_is_shared_and_rollback_works_from_either_host(tmp_p
     assert live("2000-01-01T00:00:00.000Z") is None
     assert [live(at) for at, *_ in log] == [1, 2, 1]
     assert live(history.now_iso()) == 1
+    p = run_script("deployment.py", b, "--live-at", log[1][0], cwd=b)
+    assert p.returncode == 0 and p.stdout.startswith(f"release 2 was live at {log[1][0]} (deploy at "), p.stderr
+    p = run_script("deployment.py", b, "--live-at", "yesterday", cwd=b)
+    assert p.returncode == 1 and "expected an ISO 8601 time such as 2026-11-30T12:00:00Z, got 'yesterday'" in p.stderr
     # a pointer move that expects another release to be current changes nothing (a rollback came first)
     assert history.call(cfg_a, "write", history.move_release_pointer, "releases/0002", 2, "deploy", 2) is False
     assert releases.current_release(cfg_a)["version"] == 1
