@@ -5,7 +5,7 @@ loopback (tests/pgserver.py), so the figures leave out a network hop to a real d
     .venv/bin/python bench/history_backends.py               # 15 ticks and 300 reads per backend
     .venv/bin/python bench/history_backends.py --ticks 5 --reads 100
 
-Prints a Markdown table (docs/scale-out-db.md holds the figures of the last run kept).
+Prints a Markdown table (docs/scale-out.md holds the figures of the last run kept).
 """
 from __future__ import annotations
 
