@@ -5,24 +5,30 @@
 
 Under <output_folder_path>/store/: batches/000012.parquet holds one file version's rows as read (typed, with their
 64-bit row hash); index-000031.npz says, per live batch, which of its rows the dataset keeps (a row is kept in the
-first live batch that holds it) and which were new to the store when ingested, with the dataset's sorted hashes;
-manifest.json (filerecord.py) names the live batches and the index. Ingestion writes a batch, then the index, then
-the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the next
-ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they do
-not match what the manifest recorded of them.
+first live batch that holds it) and which were new to the store when ingested; hashes-000012.u64 holds the
+dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash range at a time); manifest.json
+(filerecord.py) names the live batches, the index and the hashes. Ingestion writes a batch, then the hashes, the
+index and the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the
+next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they
+do not match what the manifest recorded of them.
+
+Memory is bounded whatever the size of a file or of the store: de-duplication works on one range of hash values
+(a partition: the top PART_BITS bits) at a time, and a file's hashes beyond SPILL_ROWS wait on disk, by partition,
+until the file is read (docs/benchmarks.md, case 8).
 """
 from __future__ import annotations
 
 import io
 import logging
 import os
+import shutil
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -33,6 +39,10 @@ from filerecord import escape_name, exports_untouched, write_manifest
 
 HASH = "_hash"
 EXPORT_ROWS = 1_000_000  # rows exported at a time
+PART_BITS = 6            # 64 hash ranges: 3.5M of a 225M-row store's hashes in memory at a time
+SHIFT = np.uint64(64 - PART_BITS)
+SPILL_ROWS = 4_000_000   # a file's row hashes held in memory; beyond, they wait on disk by hash range
+PAIR = np.dtype([("h", "<u8"), ("pos", "<u8")])  # a spilled row: its hash and its row number in the file
 log = logging.getLogger("ingestion")
 
 
@@ -53,31 +63,102 @@ def row_hashes(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(ordered, index=False, categorize=False).to_numpy(dtype=np.uint64)
 
 
-def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame]) -> tuple[Path, np.ndarray]:
-    """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes. The file is
-    fsynced but named by no manifest yet: until one does, it is garbage."""
+def new_hashes(spill: Path | None = None, held: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """A file's row hashes as they are read: held in memory, spilled by partition under spill past SPILL_ROWS."""
+    return {"rows": sum(len(h) for h in held or []), "held": held or [], "spill": spill, "spilled": 0}
+
+
+def hold(hs: dict[str, Any], h: np.ndarray) -> None:
+    """Add the next rows' hashes; past SPILL_ROWS held (and a spill folder given), move them to disk."""
+    hs["held"].append(h)
+    hs["rows"] += len(h)
+    if hs["spill"] is not None and hs["rows"] - hs["spilled"] > SPILL_ROWS:
+        _spill(hs)
+
+
+def _by_partition(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that groups hashes by partition (row order kept within each), and where each partition starts."""
+    part = (h >> SHIFT).astype(np.uint8)
+    order = np.argsort(part, kind="stable")  # a radix sort on one byte: linear
+    starts = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=1 << PART_BITS))])
+    return order, starts
+
+
+def _spill(hs: dict[str, Any]) -> None:
+    """Append the held hashes, with their row numbers, to one file per partition."""
+    h = np.concatenate(hs["held"])
+    order, starts = _by_partition(h)
+    pairs = np.empty(len(h), dtype=PAIR)
+    pairs["h"], pairs["pos"] = h[order], order + hs["spilled"]
+    hs["spill"].mkdir(parents=True, exist_ok=True)
+    for p in range(1 << PART_BITS):
+        if starts[p + 1] > starts[p]:
+            with open(hs["spill"] / f"{p:03d}", "ab") as f:
+                f.write(pairs[starts[p]:starts[p + 1]].tobytes())
+    hs["spilled"], hs["held"] = hs["rows"], []
+
+
+def partitions(hs: dict[str, Any]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """A file's hashes partition by partition: (partition, hashes, their row numbers ascending)."""
+    if not hs["spilled"]:
+        h = np.concatenate(hs["held"]) if hs["held"] else np.empty(0, dtype=np.uint64)
+        order, starts = _by_partition(h)
+        for p in range(1 << PART_BITS):
+            rows = order[starts[p]:starts[p + 1]]
+            yield p, h[rows], rows
+        return
+    if hs["held"]:
+        _spill(hs)
+    for p in range(1 << PART_BITS):
+        path = hs["spill"] / f"{p:03d}"
+        pairs = np.fromfile(path, dtype=PAIR) if path.exists() else np.empty(0, dtype=PAIR)
+        yield p, pairs["h"], pairs["pos"]
+    shutil.rmtree(hs["spill"], ignore_errors=True)
+
+
+def all_hashes(hs: dict[str, Any]) -> np.ndarray:
+    """A file's row hashes in row order, in memory (a correction's bookkeeping and the preview need them whole)."""
+    out = np.empty(hs["rows"], dtype=np.uint64)
+    for _, h, pos in partitions(hs):
+        out[pos] = h
+    return out
+
+
+def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame]) -> tuple[Path, dict[str, Any]]:
+    """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes). The
+    file is fsynced but named by no manifest yet: until one does, it is garbage."""
     path = batch_path(cfg, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    hashes, writer = [], None
+    hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}"), None
     try:
         for df in frames:
             h = row_hashes(df)
             table = pa.Table.from_pandas(df.assign(**{HASH: h}), preserve_index=False)
             if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
+                # Random 64-bit hashes neither compress nor dictionary-encode: trying costs a fifth of the write.
+                packing = {c: "none" if c == HASH else "snappy" for c in table.schema.names}
+                writer = pq.ParquetWriter(path, table.schema, use_dictionary=list(df.columns), compression=packing)
             writer.write_table(table)
-            hashes.append(h)
+            hold(hashes, h)
+            del df, table  # before the next piece is parsed: a 64 MB piece takes half a gigabyte as a frame
     except BaseException:
         if writer is not None:
             writer.close()
         path.unlink(missing_ok=True)
+        shutil.rmtree(hashes["spill"], ignore_errors=True)
         raise
     if writer is None:
         raise ValueError("no rows")
     writer.close()
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-    return path, np.concatenate(hashes)
+    return path, hashes
+
+
+def drop_batch(cfg: dict[str, Any], batch_id: int) -> None:
+    """Remove a batch no manifest names yet, and its spilled hashes (a file that changed while it was read)."""
+    batch_path(cfg, batch_id).unlink(missing_ok=True)
+    shutil.rmtree(folder(cfg) / f"spill-{batch_id:06d}", ignore_errors=True)
 
 
 def batch_hashes(cfg: dict[str, Any], batch_id: int) -> np.ndarray:
@@ -98,13 +179,59 @@ def first_seen(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.nda
     return keep, merged
 
 
+def hashes_part(source: np.ndarray | Path, p: int) -> np.ndarray:
+    """The dataset's sorted hashes in partition p, from an array or a hashes file (mapped: only p's pages read)."""
+    if isinstance(source, Path):
+        if source.stat().st_size == 0:
+            return np.empty(0, dtype=np.uint64)
+        source = np.memmap(source, dtype="<u8", mode="r")
+    bounds = np.array([p, p + 1], dtype=np.uint64) << SHIFT if p + 1 < 1 << PART_BITS else None
+    lo, hi = np.searchsorted(source, bounds) if bounds is not None else \
+        (np.searchsorted(source, np.uint64(p) << SHIFT), len(source))
+    return np.array(source[lo:hi], dtype=np.uint64)  # a copy: the map is released with this function's frame
+
+
+def dataset_hashes(index: dict[str, Any]) -> np.ndarray:
+    """The dataset's distinct row hashes, sorted, in memory (a correction's bookkeeping needs them whole)."""
+    h = index["hashes"]
+    return h if isinstance(h, np.ndarray) else np.fromfile(h, dtype="<u8")
+
+
+def dataset_rows(index: dict[str, Any]) -> int:
+    """How many distinct rows the dataset holds."""
+    h = index["hashes"]
+    return len(h) if isinstance(h, np.ndarray) else h.stat().st_size // 8
+
+
+def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], batch_id: int,
+               write: bool) -> np.ndarray:
+    """Which rows of a new batch join the dataset (in no live batch, not repeated earlier in it), one partition at
+    a time; index["hashes"] moves on to include them (a new hashes file when writing, else an array)."""
+    keep = np.zeros(hs["rows"], dtype=bool)
+    source, merged = index["hashes"], []
+    out = folder(cfg) / f"hashes-{batch_id:06d}.u64"
+    with open(out, "wb") if write else nullcontext() as f:
+        for p, h, pos in partitions(hs):
+            part_keep, part = first_seen(h, hashes_part(source, p))
+            keep[pos[part_keep]] = True
+            if f is None:
+                merged.append(part)
+            else:
+                f.write(part.tobytes())
+    if isinstance(source, Path) and source.name != index.get("committed"):
+        source.unlink(missing_ok=True)  # an earlier file of this run's: superseded before any commit named it
+    index["hashes"] = out if write else np.concatenate(merged)
+    return keep
+
+
 def empty_index() -> dict[str, Any]:
     """The index of an empty store."""
-    return {"hashes": np.empty(0, dtype=np.uint64), "keep": {}, "fresh": {}}
+    return {"hashes": np.empty(0, dtype=np.uint64), "keep": {}, "fresh": {}, "committed": None}
 
 
 def load_index(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """The index the manifest names: sorted dataset hashes, and keep and fresh masks per live batch."""
+    """The index the manifest names: the dataset's sorted hashes (their file), keep and fresh masks per live
+    batch."""
     if not manifest["index"]:
         return empty_index()
     index = empty_index()
@@ -115,10 +242,19 @@ def load_index(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
         index["fresh"] = {k: v.copy() for k, v in index["keep"].items()}  # the best the batches alone can say
         return index
     with np.load(path) as z:
-        index["hashes"] = z["hashes"]
         for b in manifest["batches"]:
             for mask in ("keep", "fresh"):
                 index[mask][b["id"]] = np.unpackbits(z[f"{mask}_{b['id']}"], count=b["rows"]).astype(bool)
+        legacy = z["hashes"] if "hashes" in z.files else None  # an index written before the hashes had a file
+    hashes = folder(cfg) / manifest["hashes"] if manifest.get("hashes") else None
+    if hashes is not None and hashes.exists():
+        index["hashes"], index["committed"] = hashes, hashes.name
+    elif legacy is not None:
+        index["hashes"] = legacy
+    else:  # deleted by hand: the kept rows' hashes, from the batches
+        log.warning("%s is missing: rebuilding the dataset's hashes from the batches", hashes)
+        kept = [batch_hashes(cfg, b["id"])[index["keep"][b["id"]]] for b in manifest["batches"]]
+        index["hashes"] = np.sort(np.concatenate(kept)) if kept else empty_index()["hashes"]
     return index
 
 
@@ -137,29 +273,43 @@ def rebuild_keep(cfg: dict[str, Any], batches: list[dict[str, Any]], index: dict
 
 
 def commit(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any]) -> None:
-    """Write the index, then the manifest that names it: the store moves to its next state at one rename."""
+    """Write the index (and the hashes, if still in memory), then the manifest that names them: the store moves to
+    its next state at one rename."""
     manifest["commit"] += 1
+    if isinstance(index["hashes"], np.ndarray):  # a correction's rebuild, or an index from before the hashes file
+        path = folder(cfg) / f"hashes-{manifest['next_batch'] - 1:06d}.u64"
+        with atomic_file(path) as f:
+            f.write(index["hashes"].tobytes())
+        index["hashes"] = path
+    else:  # written by add_hashes, unsynced (a later file of the same run may supersede it)
+        with open(index["hashes"], "rb") as f:
+            os.fsync(f.fileno())
     name = f"index-{manifest['commit']:06d}.npz"
-    arrays = {"hashes": index["hashes"]}
+    arrays = {}
     for b in manifest["batches"]:
         for mask in ("keep", "fresh"):
             arrays[f"{mask}_{b['id']}"] = np.packbits(index[mask][b["id"]])
     with atomic_file(folder(cfg) / name) as f:
         np.savez(f, **arrays)
-    manifest["index"] = name
+    manifest["index"], manifest["hashes"] = name, index["hashes"].name
     write_manifest(cfg, manifest)
+    index["committed"] = manifest["hashes"]
     remove_garbage(cfg, manifest)
 
 
 def remove_garbage(cfg: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
-    """Remove store files the manifest does not name: batches and indexes of runs killed before their commit, and
-    those a commit superseded. Callers hold the ingestion lock."""
-    named = {manifest["index"], *(batch_path(cfg, b["id"]).name for b in manifest["batches"])}
+    """Remove store files the manifest does not name: batches, hashes and indexes of runs killed before their
+    commit (and their spilled hashes), and those a commit superseded. Callers hold the ingestion lock."""
+    named = {manifest["index"], manifest.get("hashes"), *(batch_path(cfg, b["id"]).name for b in manifest["batches"])}
     gone = []
-    for p in [*folder(cfg).glob("index-*.npz"), *(folder(cfg) / "batches").glob("*.parquet")]:
+    store = folder(cfg)
+    for p in [*store.glob("index-*.npz"), *store.glob("hashes-*.u64"), *(store / "batches").glob("*.parquet")]:
         if p.name not in named:
             p.unlink(missing_ok=True)
             gone.append(p.name)
+    for p in store.glob("spill-*"):
+        shutil.rmtree(p, ignore_errors=True)
+        gone.append(p.name)
     return gone
 
 
@@ -181,16 +331,26 @@ def read_dataset(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str,
     return pa.concat_tables(tables).to_pandas()
 
 
-def csv_rows(df: pd.DataFrame, cfg: dict[str, Any]) -> bytes:
-    """The rows of a typed frame as CSV lines without a header. pyarrow's writer is 3-5x faster than to_csv and
-    writes whole floats without ".0"; it cannot quote only where needed, so ids with a comma, quote or line break
-    go through pandas, which does."""
-    table = pa.Table.from_pandas(df, preserve_index=False)  # NaN features become nulls: empty cells
-    if len(df) and pc.any(pc.match_substring_regex(table.column(cfg["id_column"]), '[",\r\n]')).as_py():
-        return _whole_floats(df).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+def csv_rows(table: pa.Table, cfg: dict[str, Any]) -> bytes:
+    """The rows of a typed table as CSV lines without a header. pyarrow's writer is 3-5x faster than to_csv and
+    writes whole floats without ".0" (nulls as empty cells); it cannot quote only where needed, so ids with a comma,
+    quote or line break go through pandas, which does."""
+    if table.num_rows and _needs_quotes(table.column(cfg["id_column"])):
+        return _whole_floats(table.to_pandas()).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
     out = io.BytesIO()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="none"))
     return out.getvalue()
+
+
+def _needs_quotes(ids: pa.ChunkedArray) -> bool:
+    """Whether any id holds a comma, quote or line break: a look at the strings' bytes (a regex took as long as
+    writing the CSV)."""
+    for chunk in ids.chunks:
+        data = chunk.buffers()[2]
+        raw = data.to_pybytes() if data is not None else b""
+        if any(c in raw for c in (b",", b'"', b"\r", b"\n")):
+            return True
+    return False
 
 
 def _whole_floats(df: pd.DataFrame) -> pd.DataFrame:
@@ -241,4 +401,4 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
             for part in pq.ParquetFile(batch_path(cfg, b["id"])).iter_batches(EXPORT_ROWS, columns=columns(cfg)):
                 mask = keep[start:start + part.num_rows]
                 start += part.num_rows
-                f.write(csv_rows(pa.Table.from_batches([part]).filter(pa.array(mask)).to_pandas(), cfg))
+                f.write(csv_rows(pa.Table.from_batches([part]).filter(pa.array(mask)), cfg))
