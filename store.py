@@ -22,6 +22,8 @@ import io
 import logging
 import os
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -39,9 +41,11 @@ from filerecord import escape_name, exports_untouched, write_manifest
 
 HASH = "_hash"
 EXPORT_ROWS = 1_000_000  # rows exported at a time
+EXPORT_THREADS = 2       # the machines this runs on have 2 cores or more
 PART_BITS = 6            # 64 hash ranges: 3.5M of a 225M-row store's hashes in memory at a time
 SHIFT = np.uint64(64 - PART_BITS)
 SPILL_ROWS = 4_000_000   # a file's row hashes held in memory; beyond, they wait on disk by hash range
+HELD_HASHES = 16_000_000  # the dataset's hashes held in memory during a run (128 MB); beyond, in a file
 PAIR = np.dtype([("h", "<u8"), ("pos", "<u8")])  # a spilled row: its hash and its row number in the file
 log = logging.getLogger("ingestion")
 
@@ -206,11 +210,13 @@ def dataset_rows(index: dict[str, Any]) -> int:
 def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], batch_id: int,
                write: bool) -> np.ndarray:
     """Which rows of a new batch join the dataset (in no live batch, not repeated earlier in it), one partition at
-    a time; index["hashes"] moves on to include them (a new hashes file when writing, else an array)."""
+    a time; index["hashes"] moves on to include them: an array up to HELD_HASHES (commit writes it), else a new
+    hashes file."""
     keep = np.zeros(hs["rows"], dtype=bool)
     source, merged = index["hashes"], []
-    out = folder(cfg) / f"hashes-{batch_id:06d}.u64"
-    with open(out, "wb") if write else nullcontext() as f:
+    out = folder(cfg) / f"hashes-{batch_id:06d}.u64" if write and dataset_rows(index) + hs["rows"] > HELD_HASHES \
+        else None
+    with open(out, "wb") if out else nullcontext() as f:
         for p, h, pos in partitions(hs):
             part_keep, part = first_seen(h, hashes_part(source, p))
             keep[pos[part_keep]] = True
@@ -220,7 +226,7 @@ def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], b
                 f.write(part.tobytes())
     if isinstance(source, Path) and source.name != index.get("committed"):
         source.unlink(missing_ok=True)  # an earlier file of this run's: superseded before any commit named it
-    index["hashes"] = out if write else np.concatenate(merged)
+    index["hashes"] = out if out else np.concatenate(merged)
     return keep
 
 
@@ -276,12 +282,12 @@ def commit(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any])
     """Write the index (and the hashes, if still in memory), then the manifest that names them: the store moves to
     its next state at one rename."""
     manifest["commit"] += 1
-    if isinstance(index["hashes"], np.ndarray):  # a correction's rebuild, or an index from before the hashes file
+    if isinstance(index["hashes"], np.ndarray):  # held in memory (a small dataset, a correction's rebuild)
         path = folder(cfg) / f"hashes-{manifest['next_batch'] - 1:06d}.u64"
         with atomic_file(path) as f:
             f.write(index["hashes"].tobytes())
         index["hashes"] = path
-    else:  # written by add_hashes, unsynced (a later file of the same run may supersede it)
+    elif index["hashes"].name != index["committed"]:  # add_hashes leaves the syncing to the commit
         with open(index["hashes"], "rb") as f:
             os.fsync(f.fileno())
     name = f"index-{manifest['commit']:06d}.npz"
@@ -394,11 +400,26 @@ def export(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
 def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
                 only: set[int] | None) -> None:
     """Write the kept labelled rows of the live batches (only those in `only`, if given) as CSV lines, a slice of a
-    batch at a time (a batch of 20 million rows would take gigabytes as one frame)."""
+    batch at a time (a batch of 20 million rows would take gigabytes as one frame). pyarrow's CSV writer uses one
+    core and releases the GIL: slices are turned into CSV on EXPORT_THREADS threads, a few ahead, written in
+    order."""
+    pending: deque[Future[bytes]] = deque()
+    with ThreadPoolExecutor(EXPORT_THREADS) as pool:
+        for table in _kept_slices(cfg, manifest, index, only):
+            pending.append(pool.submit(csv_rows, table, cfg))
+            if len(pending) > EXPORT_THREADS:
+                f.write(pending.popleft().result())
+        while pending:
+            f.write(pending.popleft().result())
+
+
+def _kept_slices(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
+                 only: set[int] | None) -> Iterator[pa.Table]:
+    """The kept labelled rows of the live batches (only those in `only`, if given), EXPORT_ROWS at most at a time."""
     for b in manifest["batches"]:
         if b["labelled"] and (only is None or b["id"] in only):
             keep, start = index["keep"][b["id"]], 0
             for part in pq.ParquetFile(batch_path(cfg, b["id"])).iter_batches(EXPORT_ROWS, columns=columns(cfg)):
                 mask = keep[start:start + part.num_rows]
                 start += part.num_rows
-                f.write(csv_rows(pa.Table.from_batches([part]).filter(pa.array(mask)), cfg))
+                yield pa.Table.from_batches([part]).filter(pa.array(mask))
