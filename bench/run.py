@@ -707,8 +707,9 @@ CASES: dict[int, tuple[str, str]] = {
         "1). Targets: below 10 s, PDF below 2 MB."),
     8: ("A 5 GB file", "`ingestion.py` ingesting one CSV of about 5 GB (generate_data.py's rows, 1% duplicates; at "
         "a smaller size the file is smaller in proportion: 500 MB at 1M) into an empty store: read "
-        "ingestion.chunk_bytes (64 MB) at a time into one Parquet batch, then the index, the manifest and "
-        "finaldata.csv. Target at 10M (the 5 GB file): peak memory below 1.5 GB."),
+        "ingestion.chunk_bytes (32 MB) at a time into one Parquet batch (row hashes past 4M spilled to disk by hash "
+        "range), then the dataset's hashes one range at a time, the index, the manifest and finaldata.csv. Target "
+        "at 10M (the 5 GB file): peak memory below 1.5 GB."),
 }
 
 
