@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 import cli
+import hashparts
 import history
 import store
 from artifacts import INGESTION_LOCK
@@ -156,7 +157,7 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
             _, hashes = store.write_batch(cfg, batch_id, chunks)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
-            hashes = store.new_hashes(held=[store.row_hashes(frames[batch_id])])
+            hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id])])
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
             store.drop_batch(cfg, batch_id)
@@ -185,14 +186,14 @@ def _reject(name: str, stat: dict[str, Any], reason: str, manifest: dict[str, An
 
 def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: int, hs: dict[str, Any],
                manifest: dict[str, Any], index: dict[str, Any], labelled: bool, write: bool) -> dict[str, Any]:
-    """Add a read file version (its row hashes: store.new_hashes) to the manifest and index: a new batch
+    """Add a read file version (its row hashes: hashparts.new_hashes) to the manifest and index: a new batch
     (unlabelled: monitoring data, never trained on), which replaces the file's previous version when
     ingestion.on_change says so."""
     previous = live_files(manifest).get(name)
     replace = previous is not None and cfg["ingestion"]["on_change"] == "replace"
     if replace:  # a correction: the dataset is rebuilt in memory (the bounded path is for new files)
-        hashes, before = store.all_hashes(hs), store.dataset_hashes(index)
-        keep, _ = store.first_seen(hashes, before)
+        hashes, before = hashparts.all_hashes(hs), store.dataset_hashes(index)
+        keep, _ = hashparts.first_seen(hashes, before)
         # Rows new to the store: not in the dataset, and not in the version this one replaces (a corrected file's
         # unchanged rows were drift-checked already).
         fresh = keep & ~np.isin(hashes, store.batch_hashes(cfg, previous["id"]))
