@@ -1,7 +1,7 @@
 """Row hashes by range (a partition: the top PART_BITS bits of a hash), so de-duplication holds one range at a time.
 
     hs = new_hashes(spill_folder)             # a file's row hashes as it is read
-    hold(hs, row_hashes)                      # each piece's; past SPILL_ROWS they wait on disk, one file per range
+    hold(hs, row_hashes)                      # each piece's; past the limit they wait on disk, one file per range
     for p, h, rows in partitions(hs): ...     # range by range: the hashes and their row numbers, ascending
     keep, merged = first_seen(h, hashes_part(dataset_hashes, p))
 
@@ -18,20 +18,20 @@ import numpy as np
 
 PART_BITS = 6            # 64 hash ranges: 3.5M of a 225M-row store's hashes in memory at a time
 SHIFT = np.uint64(64 - PART_BITS)
-SPILL_ROWS = 4_000_000   # a file's row hashes held in memory; beyond, they wait on disk by hash range
 PAIR = np.dtype([("h", "<u8"), ("pos", "<u8")])  # a spilled row: its hash and its row number in the file
 
 
-def new_hashes(spill: Path | None = None, held: list[np.ndarray] | None = None) -> dict[str, Any]:
-    """A file's row hashes as they are read: held in memory, spilled by partition under spill past SPILL_ROWS."""
-    return {"rows": sum(len(h) for h in held or []), "held": held or [], "spill": spill, "spilled": 0}
+def new_hashes(spill: Path | None = None, limit: int = 0, held: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """A file's row hashes as they are read: held in memory, spilled by partition under spill past limit rows."""
+    return {"rows": sum(len(h) for h in held or []), "held": held or [], "spill": spill, "limit": limit,
+            "spilled": 0}
 
 
 def hold(hs: dict[str, Any], h: np.ndarray) -> None:
-    """Add the next rows' hashes; past SPILL_ROWS held (and a spill folder given), move them to disk."""
+    """Add the next rows' hashes; past the limit held (and a spill folder given), move them to disk."""
     hs["held"].append(h)
     hs["rows"] += len(h)
-    if hs["spill"] is not None and hs["rows"] - hs["spilled"] > SPILL_ROWS:
+    if hs["spill"] is not None and hs["rows"] - hs["spilled"] > hs["limit"]:
         _spill(hs)
 
 

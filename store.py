@@ -43,7 +43,6 @@ from hashparts import first_seen, hashes_part, hold, new_hashes, partitions
 HASH = "_hash"
 EXPORT_ROWS = 1_000_000  # rows exported at a time
 EXPORT_THREADS = 2       # the machines this runs on have 2 cores or more
-HELD_HASHES = 16_000_000  # the dataset's hashes held in memory during a run (128 MB); beyond, in a file
 log = logging.getLogger("ingestion")
 
 
@@ -69,7 +68,7 @@ def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFram
     file is fsynced but named by no manifest yet: until one does, it is garbage."""
     path = batch_path(cfg, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}"), None
+    hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}", cfg["ingestion"]["spill_rows"]), None
     try:
         for df in frames:
             h = row_hashes(df)
@@ -121,12 +120,12 @@ def dataset_rows(index: dict[str, Any]) -> int:
 def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], batch_id: int,
                write: bool) -> np.ndarray:
     """Which rows of a new batch join the dataset (in no live batch, not repeated earlier in it), one partition at
-    a time; index["hashes"] moves on to include them: an array up to HELD_HASHES (commit writes it), else a new
-    hashes file."""
+    a time; index["hashes"] moves on to include them: an array up to ingestion.held_hashes (commit writes it),
+    else a new hashes file."""
     keep = np.zeros(hs["rows"], dtype=bool)
     source, merged = index["hashes"], []
-    out = folder(cfg) / f"hashes-{batch_id:06d}.u64" if write and dataset_rows(index) + hs["rows"] > HELD_HASHES \
-        else None
+    held = dataset_rows(index) + hs["rows"] <= cfg["ingestion"]["held_hashes"]
+    out = None if held or not write else folder(cfg) / f"hashes-{batch_id:06d}.u64"
     with open(out, "wb") if out else nullcontext() as f:
         for p, h, pos in partitions(hs):
             part_keep, part = first_seen(h, hashes_part(source, p))
