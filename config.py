@@ -60,7 +60,12 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "ingestion.on_change": ("replace", ("replace", "append"), "",
                             "a known file whose content changed: its new version replaces the old one's rows, or adds "
                             "to them"),
-    "ingestion.chunk_bytes": (64 * 2**20, int, "", "a data file is read this many bytes at a time (bounded memory)"),
+    "ingestion.chunk_bytes": (32 * 2**20, int, "", "a data file is read this many bytes at a time (bounded memory: a "
+                                                    "piece takes about 25 times its size as typed rows)"),
+    "ingestion.spill_rows": (4_000_000, int, "", "a file's row hashes held in memory while it is read; beyond, they "
+                                                 "wait on disk beside the store, by hash range"),
+    "ingestion.held_hashes": (16_000_000, int, "", "the dataset's row hashes held in memory during a run; beyond, "
+                                                   "they go to a file read one hash range at a time"),
     "model.C": (1.0, float, "", "inverse regularisation strength of LogisticRegression"),
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
     "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),

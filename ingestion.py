@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 import cli
+import hashparts
 import history
 import store
 import tablesource
@@ -111,7 +112,7 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
         for key, labelled in (("new_rows", True), ("new_unlabelled", False)):
             kept = [frames[b][index["keep"][b] & index["fresh"][b]] for b in added if labels[b] == labelled]
             result[key] = pd.concat(kept, ignore_index=True) if kept else None
-    result["total_rows"] = int(len(index["hashes"]))
+    result["total_rows"] = store.dataset_rows(index)
     result["duplicates_dropped"] = result["rows_read"] - result["rows_added"]
     result["seconds"] = round(time.monotonic() - started, 3)
     cli.progress("ingestion", f"{len(files)} files, {result['rows_read']:,} rows read in {result['seconds']:.1f} s, "
@@ -159,10 +160,10 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
             _, hashes = store.write_batch(cfg, batch_id, chunks)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
-            hashes = store.row_hashes(frames[batch_id])
+            hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id])])
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-            store.batch_path(cfg, batch_id).unlink(missing_ok=True)
+            store.drop_batch(cfg, batch_id)
             raise OSError(errno.EAGAIN, "changed while being read (still being written?)")
     except DataError as e:
         return _reject(name, stat, str(e), manifest)
@@ -176,7 +177,7 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         return _reject(name, stat, f"{shown}: cannot be read ({type(e).__name__}: {e}), expected a CSV file "
                                    f"that can be read in pieces of {cfg['ingestion']['chunk_bytes']:,} bytes",
                        manifest)
-    return _add_batch(cfg, name, stat, batch_id, hashes, manifest, index, labelled)
+    return _add_batch(cfg, name, stat, batch_id, hashes, manifest, index, labelled, write)
 
 
 def _pull_table(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -202,19 +203,24 @@ def _reject(name: str, stat: dict[str, Any], reason: str, manifest: dict[str, An
     return {"changed": True, "rejected_files": [{"name": escape_name(name), "reason": reason}]}
 
 
-def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: int, hashes: np.ndarray,
-               manifest: dict[str, Any], index: dict[str, Any], labelled: bool) -> dict[str, Any]:
-    """Add a read file version to the manifest and index: a new batch (unlabelled: monitoring data, never trained
-    on), which replaces the file's previous version when ingestion.on_change says so."""
+def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: int, hs: dict[str, Any],
+               manifest: dict[str, Any], index: dict[str, Any], labelled: bool, write: bool) -> dict[str, Any]:
+    """Add a read file version (its row hashes: hashparts.new_hashes) to the manifest and index: a new batch
+    (unlabelled: monitoring data, never trained on), which replaces the file's previous version when
+    ingestion.on_change says so."""
     previous = live_files(manifest).get(name)
     replace = previous is not None and cfg["ingestion"]["on_change"] == "replace"
-    before = index["hashes"]
-    keep, merged = store.first_seen(hashes, before)
-    # Rows new to the store: not in the dataset, and not in the version this one replaces (a corrected file's
-    # unchanged rows were drift-checked already).
-    fresh = keep & ~np.isin(hashes, store.batch_hashes(cfg, previous["id"])) if replace else keep
+    if replace:  # a correction: the dataset is rebuilt in memory (the bounded path is for new files)
+        hashes, before = hashparts.all_hashes(hs), store.dataset_hashes(index)
+        keep, _ = hashparts.first_seen(hashes, before)
+        # Rows new to the store: not in the dataset, and not in the version this one replaces (a corrected file's
+        # unchanged rows were drift-checked already).
+        fresh = keep & ~np.isin(hashes, store.batch_hashes(cfg, previous["id"]))
+    else:
+        keep = fresh = store.add_hashes(cfg, index, hs, batch_id, write)
+    rows = hs["rows"]
     now = history.now_iso()
-    batch = {"id": batch_id, "file": name, **stat, "rows": len(hashes), "rows_added": int(fresh.sum()),
+    batch = {"id": batch_id, "file": name, **stat, "rows": rows, "rows_added": int(fresh.sum()),
              "labelled": labelled, "ingested_at": now}
     manifest["next_batch"] = batch_id + 1
     manifest["rejected"].pop(name, None)
@@ -225,17 +231,17 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
         manifest["retired"].append({**previous, "replaced_by": batch_id, "retired_at": now})
         manifest["batches"].append(batch)
         store.rebuild_keep(cfg, manifest["batches"], index, {batch_id: hashes})
-        removed = int(np.count_nonzero(~np.isin(before, index["hashes"])))
+        removed = int(np.count_nonzero(~np.isin(before, store.dataset_hashes(index))))
         log.info("replaced %s (batch %d -> %d): %d rows added, %d removed", escape_name(name), previous["id"],
                  batch_id, batch["rows_added"], removed)
     else:
         manifest["batches"].append(batch)
-        index["keep"][batch_id], index["hashes"] = keep, merged
-        log.info("ingested %s as batch %d: %d rows read, %d new", escape_name(name), batch_id, len(hashes),
+        index["keep"][batch_id] = keep
+        log.info("ingested %s as batch %d: %d rows read, %d new", escape_name(name), batch_id, rows,
                  batch["rows_added"])
-    return {"changed": True, "batch": batch_id, "rows_read": len(hashes), "rows_added": batch["rows_added"],
+    return {"changed": True, "batch": batch_id, "rows_read": rows, "rows_added": batch["rows_added"],
             "rows_removed": removed,
-            "ingested_files": [{"name": escape_name(name), "batch": batch_id, "rows_read": len(hashes),
+            "ingested_files": [{"name": escape_name(name), "batch": batch_id, "rows_read": rows,
                                 "rows_added": batch["rows_added"], "rows_removed": removed, "replaced": replace,
                                 "labelled": labelled}]}
 
@@ -267,6 +273,7 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
         if end == 0:
             raise DataError(f"{source}: no line end in the first {size:,} bytes, expected a CSV header line")
         header, rest, row = first[:end], first[end:], 1
+        del first
         while True:
             more = f.read(size)
             data = rest + more
@@ -276,8 +283,9 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
             if cut == 0:
                 raise DataError(f"{source}: a row longer than {size:,} bytes after row {row - 1}, expected rows of "
                                 f"a CSV file (config ingestion.chunk_bytes)")
-            piece, rest = data[:cut], data[cut:]
-            if piece.strip():
+            piece, rest, last = data[:cut], data[cut:], not more
+            del data, more  # each piece is held once at a time (bounded memory)
+            if piece and not piece.isspace():
                 try:
                     df = parse_csv(header + piece, cfg, source, labelled)
                 except DataError as e:
@@ -287,7 +295,8 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
                     raise DataError(str(e).replace(f"row {e.row}", f"row {whole}", 1), whole) from None
                 row += len(df)
                 yield df
-            if not more:
+                del df, piece  # not held while the next piece is read and parsed
+            if last:
                 return
 
 

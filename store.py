@@ -5,24 +5,32 @@
 
 Under <output_folder_path>/store/: batches/000012.parquet holds one file version's rows as read (typed, with their
 64-bit row hash); index-000031.npz says, per live batch, which of its rows the dataset keeps (a row is kept in the
-first live batch that holds it) and which were new to the store when ingested, with the dataset's sorted hashes;
-manifest.json (filerecord.py) names the live batches and the index. Ingestion writes a batch, then the index, then
-the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the next
-ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they do
-not match what the manifest recorded of them.
+first live batch that holds it) and which were new to the store when ingested; hashes-000012.u64 holds the
+dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash range at a time); manifest.json
+(filerecord.py) names the live batches, the index and the hashes. Ingestion writes a batch, then the hashes, the
+index and the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the
+next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they
+do not match what the manifest recorded of them.
+
+Memory is bounded whatever the size of a file or of the store: de-duplication works on one range of hash values
+at a time, and a large file's hashes wait on disk, by range, until the file is read (hashparts.py;
+docs/benchmarks.md, case 8).
 """
 from __future__ import annotations
 
 import io
 import logging
 import os
+import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -30,9 +38,11 @@ import artifacts
 from atomicio import atomic_file, fsync_path
 from datacontract import columns
 from filerecord import escape_name, exports_untouched, write_manifest
+from hashparts import first_seen, hashes_part, hold, new_hashes, partitions
 
 HASH = "_hash"
 EXPORT_ROWS = 1_000_000  # rows exported at a time
+EXPORT_THREADS = 2       # the machines this runs on have 2 cores or more
 log = logging.getLogger("ingestion")
 
 
@@ -53,31 +63,41 @@ def row_hashes(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(ordered, index=False, categorize=False).to_numpy(dtype=np.uint64)
 
 
-def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame]) -> tuple[Path, np.ndarray]:
-    """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes. The file is
-    fsynced but named by no manifest yet: until one does, it is garbage."""
+def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame]) -> tuple[Path, dict[str, Any]]:
+    """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes). The
+    file is fsynced but named by no manifest yet: until one does, it is garbage."""
     path = batch_path(cfg, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    hashes, writer = [], None
+    hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}", cfg["ingestion"]["spill_rows"]), None
     try:
         for df in frames:
             h = row_hashes(df)
             table = pa.Table.from_pandas(df.assign(**{HASH: h}), preserve_index=False)
             if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
+                # Random 64-bit hashes neither compress nor dictionary-encode: trying costs a fifth of the write.
+                packing = {c: "none" if c == HASH else "snappy" for c in table.schema.names}
+                writer = pq.ParquetWriter(path, table.schema, use_dictionary=list(df.columns), compression=packing)
             writer.write_table(table)
-            hashes.append(h)
+            hold(hashes, h)
+            del df, table  # before the next piece is parsed: a 32 MB piece takes 0.4 GB as a frame
     except BaseException:
         if writer is not None:
             writer.close()
         path.unlink(missing_ok=True)
+        shutil.rmtree(hashes["spill"], ignore_errors=True)
         raise
     if writer is None:
         raise ValueError("no rows")
     writer.close()
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-    return path, np.concatenate(hashes)
+    return path, hashes
+
+
+def drop_batch(cfg: dict[str, Any], batch_id: int) -> None:
+    """Remove a batch no manifest names yet, and its spilled hashes (a file that changed while it was read)."""
+    batch_path(cfg, batch_id).unlink(missing_ok=True)
+    shutil.rmtree(folder(cfg) / f"spill-{batch_id:06d}", ignore_errors=True)
 
 
 def batch_hashes(cfg: dict[str, Any], batch_id: int) -> np.ndarray:
@@ -85,26 +105,49 @@ def batch_hashes(cfg: dict[str, Any], batch_id: int) -> np.ndarray:
     return pq.read_table(batch_path(cfg, batch_id), columns=[HASH]).column(HASH).to_numpy()
 
 
-def first_seen(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added."""
-    distinct, first = np.unique(hashes, return_index=True)
-    # Looking up sorted hashes walks seen in order: ten times faster than random-order lookups at 10M rows.
-    pos = np.searchsorted(seen, distinct)
-    hit = (pos < len(seen)) & (seen[np.minimum(pos, max(len(seen) - 1, 0))] == distinct) if len(seen) \
-        else np.zeros(len(distinct), dtype=bool)
-    keep = np.zeros(len(hashes), dtype=bool)
-    keep[first[~hit]] = True
-    merged = np.insert(seen, pos[~hit], distinct[~hit]) if (~hit).any() else seen
-    return keep, merged
+def dataset_hashes(index: dict[str, Any]) -> np.ndarray:
+    """The dataset's distinct row hashes, sorted, in memory (a correction's bookkeeping needs them whole)."""
+    h = index["hashes"]
+    return h if isinstance(h, np.ndarray) else np.fromfile(h, dtype="<u8")
+
+
+def dataset_rows(index: dict[str, Any]) -> int:
+    """How many distinct rows the dataset holds."""
+    h = index["hashes"]
+    return len(h) if isinstance(h, np.ndarray) else h.stat().st_size // 8
+
+
+def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], batch_id: int,
+               write: bool) -> np.ndarray:
+    """Which rows of a new batch join the dataset (in no live batch, not repeated earlier in it), one partition at
+    a time; index["hashes"] moves on to include them: an array up to ingestion.held_hashes (commit writes it),
+    else a new hashes file."""
+    keep = np.zeros(hs["rows"], dtype=bool)
+    source, merged = index["hashes"], []
+    held = dataset_rows(index) + hs["rows"] <= cfg["ingestion"]["held_hashes"]
+    out = None if held or not write else folder(cfg) / f"hashes-{batch_id:06d}.u64"
+    with open(out, "wb") if out else nullcontext() as f:
+        for p, h, pos in partitions(hs):
+            part_keep, part = first_seen(h, hashes_part(source, p))
+            keep[pos[part_keep]] = True
+            if f is None:
+                merged.append(part)
+            else:
+                f.write(part.tobytes())
+    if isinstance(source, Path) and source.name != index.get("committed"):
+        source.unlink(missing_ok=True)  # an earlier file of this run's: superseded before any commit named it
+    index["hashes"] = out if out else np.concatenate(merged)
+    return keep
 
 
 def empty_index() -> dict[str, Any]:
     """The index of an empty store."""
-    return {"hashes": np.empty(0, dtype=np.uint64), "keep": {}, "fresh": {}}
+    return {"hashes": np.empty(0, dtype=np.uint64), "keep": {}, "fresh": {}, "committed": None}
 
 
 def load_index(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """The index the manifest names: sorted dataset hashes, and keep and fresh masks per live batch."""
+    """The index the manifest names: the dataset's sorted hashes (their file), keep and fresh masks per live
+    batch."""
     if not manifest["index"]:
         return empty_index()
     index = empty_index()
@@ -115,10 +158,20 @@ def load_index(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
         index["fresh"] = {k: v.copy() for k, v in index["keep"].items()}  # the best the batches alone can say
         return index
     with np.load(path) as z:
-        index["hashes"] = z["hashes"]
         for b in manifest["batches"]:
             for mask in ("keep", "fresh"):
-                index[mask][b["id"]] = np.unpackbits(z[f"{mask}_{b['id']}"], count=b["rows"]).astype(bool)
+                # 0/1 bytes seen as booleans: no second copy (225 MB for a 5 GB file's batch)
+                index[mask][b["id"]] = np.unpackbits(z[f"{mask}_{b['id']}"], count=b["rows"]).view(bool)
+        legacy = z["hashes"] if "hashes" in z.files else None  # an index written before the hashes had a file
+    hashes = folder(cfg) / manifest["hashes"] if manifest.get("hashes") else None
+    if hashes is not None and hashes.exists():
+        index["hashes"], index["committed"] = hashes, hashes.name
+    elif legacy is not None:
+        index["hashes"] = legacy
+    else:  # deleted by hand: the kept rows' hashes, from the batches
+        log.warning("%s is missing: rebuilding the dataset's hashes from the batches", hashes)
+        kept = [batch_hashes(cfg, b["id"])[index["keep"][b["id"]]] for b in manifest["batches"]]
+        index["hashes"] = np.sort(np.concatenate(kept)) if kept else empty_index()["hashes"]
     return index
 
 
@@ -137,29 +190,43 @@ def rebuild_keep(cfg: dict[str, Any], batches: list[dict[str, Any]], index: dict
 
 
 def commit(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any]) -> None:
-    """Write the index, then the manifest that names it: the store moves to its next state at one rename."""
+    """Write the index (and the hashes, if still in memory), then the manifest that names them: the store moves to
+    its next state at one rename."""
     manifest["commit"] += 1
+    if isinstance(index["hashes"], np.ndarray):  # held in memory (a small dataset, a correction's rebuild)
+        path = folder(cfg) / f"hashes-{manifest['next_batch'] - 1:06d}.u64"
+        with atomic_file(path) as f:
+            f.write(memoryview(index["hashes"]))  # no copy of what may be 128 MB
+        index["hashes"] = path
+    elif index["hashes"].name != index["committed"]:  # add_hashes leaves the syncing to the commit
+        with open(index["hashes"], "rb") as f:
+            os.fsync(f.fileno())
     name = f"index-{manifest['commit']:06d}.npz"
-    arrays = {"hashes": index["hashes"]}
+    arrays = {}
     for b in manifest["batches"]:
         for mask in ("keep", "fresh"):
             arrays[f"{mask}_{b['id']}"] = np.packbits(index[mask][b["id"]])
     with atomic_file(folder(cfg) / name) as f:
         np.savez(f, **arrays)
-    manifest["index"] = name
+    manifest["index"], manifest["hashes"] = name, index["hashes"].name
     write_manifest(cfg, manifest)
+    index["committed"] = manifest["hashes"]
     remove_garbage(cfg, manifest)
 
 
 def remove_garbage(cfg: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
-    """Remove store files the manifest does not name: batches and indexes of runs killed before their commit, and
-    those a commit superseded. Callers hold the ingestion lock."""
-    named = {manifest["index"], *(batch_path(cfg, b["id"]).name for b in manifest["batches"])}
+    """Remove store files the manifest does not name: batches, hashes and indexes of runs killed before their
+    commit (and their spilled hashes), and those a commit superseded. Callers hold the ingestion lock."""
+    named = {manifest["index"], manifest.get("hashes"), *(batch_path(cfg, b["id"]).name for b in manifest["batches"])}
     gone = []
-    for p in [*folder(cfg).glob("index-*.npz"), *(folder(cfg) / "batches").glob("*.parquet")]:
+    store = folder(cfg)
+    for p in [*store.glob("index-*.npz"), *store.glob("hashes-*.u64"), *(store / "batches").glob("*.parquet")]:
         if p.name not in named:
             p.unlink(missing_ok=True)
             gone.append(p.name)
+    for p in store.glob("spill-*"):
+        shutil.rmtree(p, ignore_errors=True)
+        gone.append(p.name)
     return gone
 
 
@@ -181,16 +248,26 @@ def read_dataset(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str,
     return pa.concat_tables(tables).to_pandas()
 
 
-def csv_rows(df: pd.DataFrame, cfg: dict[str, Any]) -> bytes:
-    """The rows of a typed frame as CSV lines without a header. pyarrow's writer is 3-5x faster than to_csv and
-    writes whole floats without ".0"; it cannot quote only where needed, so ids with a comma, quote or line break
-    go through pandas, which does."""
-    table = pa.Table.from_pandas(df, preserve_index=False)  # NaN features become nulls: empty cells
-    if len(df) and pc.any(pc.match_substring_regex(table.column(cfg["id_column"]), '[",\r\n]')).as_py():
-        return _whole_floats(df).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+def csv_rows(table: pa.Table, cfg: dict[str, Any]) -> bytes:
+    """The rows of a typed table as CSV lines without a header. pyarrow's writer is 3-5x faster than to_csv and
+    writes whole floats without ".0" (nulls as empty cells); it cannot quote only where needed, so ids with a comma,
+    quote or line break go through pandas, which does."""
+    if table.num_rows and _needs_quotes(table.column(cfg["id_column"])):
+        return _whole_floats(table.to_pandas()).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
     out = io.BytesIO()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="none"))
     return out.getvalue()
+
+
+def _needs_quotes(ids: pa.ChunkedArray) -> bool:
+    """Whether any id holds a comma, quote or line break: a look at the strings' bytes (a regex took as long as
+    writing the CSV)."""
+    for chunk in ids.chunks:
+        data = chunk.buffers()[2]
+        raw = data.to_pybytes() if data is not None else b""
+        if any(c in raw for c in (b",", b'"', b"\r", b"\n")):
+            return True
+    return False
 
 
 def _whole_floats(df: pd.DataFrame) -> pd.DataFrame:
@@ -234,11 +311,28 @@ def export(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
 def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
                 only: set[int] | None) -> None:
     """Write the kept labelled rows of the live batches (only those in `only`, if given) as CSV lines, a slice of a
-    batch at a time (a batch of 20 million rows would take gigabytes as one frame)."""
+    batch at a time (a batch of 20 million rows would take gigabytes as one frame). pyarrow's CSV writer uses one
+    core and releases the GIL: slices are turned into CSV on EXPORT_THREADS threads, a few ahead, written in
+    order."""
+    pending: deque[Future[bytes]] = deque()
+    with ThreadPoolExecutor(EXPORT_THREADS) as pool:
+        for table in _kept_slices(cfg, manifest, index, only):
+            pending.append(pool.submit(csv_rows, table, cfg))
+            if len(pending) > EXPORT_THREADS:
+                f.write(pending.popleft().result())
+        while pending:
+            f.write(pending.popleft().result())
+
+
+def _kept_slices(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
+                 only: set[int] | None) -> Iterator[pa.Table]:
+    """The kept labelled rows of the live batches (only those in `only`, if given), EXPORT_ROWS at most at a time."""
     for b in manifest["batches"]:
         if b["labelled"] and (only is None or b["id"] in only):
             keep, start = index["keep"][b["id"]], 0
-            for part in pq.ParquetFile(batch_path(cfg, b["id"])).iter_batches(EXPORT_ROWS, columns=columns(cfg)):
+            # pre_buffer would keep every range read until the end: a 5 GB batch's export grew to 4 GB
+            reader = pq.ParquetFile(batch_path(cfg, b["id"]), pre_buffer=False)
+            for part in reader.iter_batches(EXPORT_ROWS, columns=columns(cfg)):
                 mask = keep[start:start + part.num_rows]
                 start += part.num_rows
-                f.write(csv_rows(pa.Table.from_batches([part]).filter(pa.array(mask)).to_pandas(), cfg))
+                yield pa.Table.from_batches([part]).filter(pa.array(mask))

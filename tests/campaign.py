@@ -223,10 +223,13 @@ def exports_in_step(cfg: dict[str, Any], manifest: dict[str, Any]) -> bool:
 
 
 def store_garbage(cfg: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
-    """Store files no manifest names (batches and indexes of a run killed before its commit, or superseded)."""
+    """Store files no manifest names (batches, hashes and indexes of a run killed before its commit, or
+    superseded)."""
     import store
-    named = {manifest["index"], *(store.batch_path(cfg, b["id"]).name for b in manifest["batches"])}
-    found = [*store.folder(cfg).glob("index-*.npz"), *(store.folder(cfg) / "batches").glob("*.parquet")]
+    named = {manifest["index"], manifest.get("hashes"), *(store.batch_path(cfg, b["id"]).name
+                                                          for b in manifest["batches"])}
+    found = [*store.folder(cfg).glob("index-*.npz"), *store.folder(cfg).glob("hashes-*.u64"),
+             *(store.folder(cfg) / "batches").glob("*.parquet")]
     return sorted(p.name for p in found if p.name not in named)
 
 
@@ -248,6 +251,7 @@ def check_store(ws: Path, drops: Drops, cfg: dict[str, Any]) -> dict[str, Any]:
         assert pq.read_table(path).num_rows == b["rows"], f"batch {b['id']} does not hold its {b['rows']} rows"
     if manifest["batches"]:
         assert manifest["index"] and (store.folder(cfg) / manifest["index"]).exists(), manifest["index"]
+        assert manifest["hashes"] and (store.folder(cfg) / manifest["hashes"]).exists(), manifest["hashes"]
     index = store.load_index(cfg, manifest)
     ingested, rejected = live_files(manifest), manifest["rejected"]
     assert len(ingested) == len(manifest["batches"]), "a file is live in two batches"
@@ -255,7 +259,7 @@ def check_store(ws: Path, drops: Drops, cfg: dict[str, Any]) -> dict[str, Any]:
     assert set(rejected) <= set(drops.bad), sorted(set(rejected) - set(drops.bad))
     data = rows_of(store.read_dataset(cfg, manifest, index))
     assert len(data) == len(set(data)), "the store's dataset holds a row twice"
-    assert len(data) == len(index["hashes"]), "the index counts other rows than the dataset holds"
+    assert len(data) == store.dataset_rows(index), "the index counts other rows than the dataset holds"
     missing = expected(drops, ingested) - set(data)
     assert not missing, f"{len(missing)} rows of ingested files are missing from the store's dataset"
     stray = set(data) - expected(drops)
@@ -339,9 +343,11 @@ def check_done(ws: Path, drops: Drops) -> None:
     listed = (ws / "ingesteddata" / "ingestedfiles.txt").read_text(encoding="utf-8").splitlines()
     assert sorted(listed) == sorted(drops.good), "ingestedfiles.txt does not list exactly the good files dropped"
     assert set(manifest["rejected"]) == set(drops.bad), "the store's rejected files are not the bad files dropped"
-    # A commit killed before removing what it superseded leaves the previous index until the next ingestion (a
-    # tick with nothing new runs none); anything else no manifest names is a batch or index left behind.
-    left = [n for n in store_garbage(cfg, manifest) if not (n.startswith("index-") and n < manifest["index"])]
+    # A commit killed before removing what it superseded leaves the previous index and hashes until the next
+    # ingestion (a tick with nothing new runs none); anything else no manifest names is a batch, hashes or index
+    # left behind.
+    left = [n for n in store_garbage(cfg, manifest) if not (n.startswith("index-") and n < manifest["index"]
+                                                           or n.startswith("hashes-") and n < manifest["hashes"])]
     assert left == [], f"store files no manifest names: {left}"
     release = json.loads((ws / "production_deployment" / "current" / "manifest.json").read_text())
     (checked,) = query(ws, "SELECT COALESCE(MAX(batch_to), 0) FROM drift_checks")[0]

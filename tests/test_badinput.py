@@ -63,9 +63,12 @@ def manifest_of(files: dict[str, bytes]) -> dict[str, Any]:
 
 
 def index_of(files: dict[str, bytes]) -> dict[str, np.ndarray]:
-    """The arrays of the index the manifest names (the dataset's row hashes, per batch the rows kept and new)."""
-    with np.load(io.BytesIO(files["store/" + manifest_of(files)["index"]])) as z:
-        return {name: z[name] for name in z.files}
+    """The arrays of the index the manifest names (per batch the rows kept and new) and the dataset's sorted row
+    hashes (the hashes file it names)."""
+    manifest = manifest_of(files)
+    with np.load(io.BytesIO(files["store/" + manifest["index"]])) as z:
+        arrays = {name: z[name] for name in z.files}
+    return {**arrays, "hashes": np.frombuffer(files["store/" + manifest["hashes"]], dtype="<u8")}
 
 
 def ingested_data(files: dict[str, bytes]) -> dict[str, Any]:

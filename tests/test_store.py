@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -254,3 +255,36 @@ def test_a_deleted_index_is_rebuilt_from_the_batches(deployed, tmp_path):
     p = run_script("ingestion.py", ws)
     assert p.returncode == 0 and "1 row, 3 duplicates dropped" in p.stdout, (p.stdout, p.stderr)
     assert stored(ws) == rows | {("morea", "1", "2", "3", "0")}
+
+
+def test_a_file_larger_than_the_hashes_memory_dedups_on_disk_exactly_as_in_memory(tmp_path):
+    """A file whose row hashes outgrow memory (ingestion.spill_rows) and a dataset whose hashes do
+    (ingestion.held_hashes) take the on-disk path, range by range: the same rows kept, the same export, as in
+    memory, and nothing of the spill left behind."""
+    rng = random.Random(14)
+    rows = [f"c{rng.randrange(10**6):06d},{rng.randrange(5000)},{rng.randrange(90000)},{rng.randrange(300)},"
+            f"{rng.randrange(2)}\n" for _ in range(3000)]
+    first = rows + rows[:400]                      # repeats far apart: in other pieces, held and spilled
+    second = rows[2500:] + [r.replace("c", "d", 1) for r in rows[:700]]  # 500 known rows, 700 new ones
+    small = {"settle_seconds": 0, "unterminated_seconds": 0, "chunk_bytes": 4096, "spill_rows": 100,
+             "held_hashes": 500}
+    results, exports = {}, {}
+    for how, ingestion in (("disk", small), ("memory", {"settle_seconds": 0, "unterminated_seconds": 0})):
+        ws = tmp_path / how
+        (ws / "sourcedata").mkdir(parents=True)
+        shutil.copytree(ROOT / "testdata", ws / "testdata")
+        write_config(ws, ingestion=ingestion)
+        (ws / "sourcedata" / "a.csv").write_text(HEADER + "".join(first))
+        a = run_json("ingestion.py", ws)
+        (ws / "sourcedata" / "b.csv").write_text(HEADER + "".join(second))
+        b = run_json("ingestion.py", ws)
+        results[how] = [(r["rows_added"], r["duplicates_dropped"], r["total_rows"]) for r in (a, b)]
+        exports[how] = (ws / "ingesteddata" / "finaldata.csv").read_bytes()
+        store_files = sorted(p.name for p in (ws / "ingesteddata" / "store").iterdir())
+        assert not [n for n in store_files if n.startswith("spill-")], store_files
+        assert manifest(ws)["hashes"] in store_files
+    distinct = len(set(rows))
+    assert results["disk"] == results["memory"] == [(distinct, 3400 - distinct, distinct),
+                                                    (700, 500, distinct + 700)]
+    assert exports["disk"] == exports["memory"]
+    assert set(exports["disk"].decode().splitlines()[1:]) == {r.strip() for r in rows + second}

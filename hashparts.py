@@ -1,0 +1,108 @@
+"""Row hashes by range (a partition: the top PART_BITS bits of a hash), so de-duplication holds one range at a time.
+
+    hs = new_hashes(spill_folder)             # a file's row hashes as it is read
+    hold(hs, row_hashes)                      # each piece's; past the limit they wait on disk, one file per range
+    for p, h, rows in partitions(hs): ...     # range by range: the hashes and their row numbers, ascending
+    keep, merged = first_seen(h, hashes_part(dataset_hashes, p))
+
+store.py keeps the dataset's distinct hashes sorted (a sorted array is already grouped by range), in memory or in
+a raw uint64 file read one range at a time through a memory map.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+PART_BITS = 6            # 64 hash ranges: 3.5M of a 225M-row store's hashes in memory at a time
+SHIFT = np.uint64(64 - PART_BITS)
+PAIR = np.dtype([("h", "<u8"), ("pos", "<u8")])  # a spilled row: its hash and its row number in the file
+
+
+def new_hashes(spill: Path | None = None, limit: int = 0, held: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """A file's row hashes as they are read: held in memory, spilled by partition under spill past limit rows."""
+    return {"rows": sum(len(h) for h in held or []), "held": held or [], "spill": spill, "limit": limit,
+            "spilled": 0}
+
+
+def hold(hs: dict[str, Any], h: np.ndarray) -> None:
+    """Add the next rows' hashes; past the limit held (and a spill folder given), move them to disk."""
+    hs["held"].append(h)
+    hs["rows"] += len(h)
+    if hs["spill"] is not None and hs["rows"] - hs["spilled"] > hs["limit"]:
+        _spill(hs)
+
+
+def _by_partition(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that groups hashes by partition (row order kept within each), and where each partition starts."""
+    part = (h >> SHIFT).astype(np.uint8)
+    order = np.argsort(part, kind="stable")  # a radix sort on one byte: linear
+    starts = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=1 << PART_BITS))])
+    return order, starts
+
+
+def _spill(hs: dict[str, Any]) -> None:
+    """Append the held hashes, with their row numbers, to one file per partition."""
+    h = np.concatenate(hs["held"])
+    order, starts = _by_partition(h)
+    pairs = np.empty(len(h), dtype=PAIR)
+    pairs["h"], pairs["pos"] = h[order], order + hs["spilled"]
+    hs["spill"].mkdir(parents=True, exist_ok=True)
+    for p in range(1 << PART_BITS):
+        if starts[p + 1] > starts[p]:
+            with open(hs["spill"] / f"{p:03d}", "ab") as f:
+                f.write(pairs[starts[p]:starts[p + 1]].tobytes())
+    hs["spilled"], hs["held"] = hs["rows"], []
+
+
+def partitions(hs: dict[str, Any]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """A file's hashes partition by partition: (partition, hashes, their row numbers ascending)."""
+    if not hs["spilled"]:
+        h = np.concatenate(hs["held"]) if hs["held"] else np.empty(0, dtype=np.uint64)
+        order, starts = _by_partition(h)
+        for p in range(1 << PART_BITS):
+            rows = order[starts[p]:starts[p + 1]]
+            yield p, h[rows], rows
+        return
+    if hs["held"]:
+        _spill(hs)
+    for p in range(1 << PART_BITS):
+        path = hs["spill"] / f"{p:03d}"
+        pairs = np.fromfile(path, dtype=PAIR) if path.exists() else np.empty(0, dtype=PAIR)
+        yield p, pairs["h"], pairs["pos"]
+    shutil.rmtree(hs["spill"], ignore_errors=True)
+
+
+def all_hashes(hs: dict[str, Any]) -> np.ndarray:
+    """A file's row hashes in row order, in memory (a correction's bookkeeping and the preview need them whole)."""
+    out = np.empty(hs["rows"], dtype=np.uint64)
+    for _, h, pos in partitions(hs):
+        out[pos] = h
+    return out
+
+
+def first_seen(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added."""
+    distinct, first = np.unique(hashes, return_index=True)
+    # Looking up sorted hashes walks seen in order: ten times faster than random-order lookups at 10M rows.
+    pos = np.searchsorted(seen, distinct)
+    hit = (pos < len(seen)) & (seen[np.minimum(pos, max(len(seen) - 1, 0))] == distinct) if len(seen) \
+        else np.zeros(len(distinct), dtype=bool)
+    keep = np.zeros(len(hashes), dtype=bool)
+    keep[first[~hit]] = True
+    merged = np.insert(seen, pos[~hit], distinct[~hit]) if (~hit).any() else seen
+    return keep, merged
+
+
+def hashes_part(source: np.ndarray | Path, p: int) -> np.ndarray:
+    """The dataset's sorted hashes in partition p, from an array or a hashes file (mapped: only p's pages read)."""
+    if isinstance(source, Path):
+        if source.stat().st_size == 0:
+            return np.empty(0, dtype=np.uint64)
+        source = np.memmap(source, dtype="<u8", mode="r")
+    bounds = np.array([p, p + 1], dtype=np.uint64) << SHIFT if p + 1 < 1 << PART_BITS else None
+    lo, hi = np.searchsorted(source, bounds) if bounds is not None else \
+        (np.searchsorted(source, np.uint64(p) << SHIFT), len(source))
+    return np.array(source[lo:hi], dtype=np.uint64)  # a copy: the map is released with this function's frame
