@@ -1,0 +1,244 @@
+"""The Spark engine (config "engine": "spark"): training fits on the store with Spark ML, so the data may outgrow this
+machine's memory. What it writes is what the pandas engine writes: the same scikit-learn Pipeline artifact (its
+parameters fitted here, copied into the Pipeline), so scoring, the API and the reports never know which engine ran.
+
+    import sparkengine                                   # needs pyspark (requirements-spark.txt) and Java 17
+    spark = sparkengine.session(cfg)                     # one per process, from the config's spark section
+    data = sparkengine.dataset(cfg, spark, manifest)     # the store's kept labelled rows, as a Spark DataFrame
+    model = sparkengine.fit(cfg, data, build_pipeline(cfg), rows)
+
+The step scripts import this module only when the config chooses the engine. Spark's Python workers import it
+(and the project's helper modules) by name: on a cluster the project must be at the same path on every worker.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import VectorAssembler
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+import drift
+import store
+from datacontract import columns
+
+ROOT = Path(__file__).resolve().parent
+# Spark's approximate quantiles (the imputer's median, the profile's quantiles) are off by at most this share of
+# the rows in rank: a millionth of the rows, at a sketch of a few megabytes per column.
+RANK_ERROR = 1e-6
+# Spark's L-BFGS stops at this relative change of the loss; tighter than sklearn's gradient tolerance, so the
+# Spark fit lands at least as close to the common optimum.
+TOLERANCE = 1e-10
+# pyspark 4.3 warns on every pandas 3 conversion; the conversions this module uses (Arrow batches of numbers and
+# text) are the ones its tests check.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+log = logging.getLogger("sparkengine")
+
+
+def session(cfg: dict[str, Any]) -> SparkSession:
+    """The process's SparkSession, started from the config's spark section on first use."""
+    # Spark starts its Python workers with PYSPARK_PYTHON: this interpreter, whose venv has pandas and pyarrow;
+    # they import the project's modules (this one, store, datacontract) from its folder.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    spark_cfg = cfg["spark"]
+    builder = (SparkSession.builder.appName("dynamic-risk-assessment").master(spark_cfg["master"])
+               .config("spark.driver.memory", spark_cfg["driver_memory"])
+               .config("spark.executorEnv.PYTHONPATH", str(ROOT))
+               .config("spark.ui.showConsoleProgress", "false"))
+    for key, value in spark_cfg["conf"].items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")  # Spark's INFO and WARN lines would drown the step's own stderr
+    return spark
+
+
+def dataset(cfg: dict[str, Any], spark: SparkSession, manifest: dict[str, Any],
+            index: dict[str, Any] | None = None) -> DataFrame:
+    """The dataset's labelled rows as store.read_dataset has them (every live batch's kept rows), read by Spark:
+    the index's keep masks travel to the workers packed (a bit per row), and each Parquet row is looked up there
+    by its batch and position. Persisted: a fit reads it many times."""
+    index = index if index is not None else store.load_index(cfg, manifest)
+    names = columns(cfg)
+    live = [b for b in manifest["batches"] if b["labelled"]]
+    if not live:
+        schema = ", ".join(f"`{c}` {'string' if c == cfg['id_column'] else 'double'}" for c in names)
+        return spark.createDataFrame([], schema)
+    masks = spark.sparkContext.broadcast({store.batch_path(cfg, b["id"]).name: np.packbits(index["keep"][b["id"]])
+                                          for b in live})
+
+    @F.pandas_udf("boolean")  # type: ignore[call-overload]
+    def kept(files: pd.Series, rows: pd.Series) -> pd.Series:
+        """Whether each (batch file, row position) is a row the dataset keeps."""
+        out = np.zeros(len(rows), dtype=bool)
+        for name in files.unique():
+            at = (files == name).to_numpy()
+            out[at] = bit_at(masks.value[name], rows.to_numpy()[at])
+        return pd.Series(out)
+
+    raw = spark.read.parquet(*[store.batch_path(cfg, b["id"]).as_uri() for b in live])
+    with_place = raw.select(*names, F.col("_metadata.file_name").alias("_file"),
+                            F.col("_metadata.row_index").alias("_row"))
+    # Kept for the process's later passes (a fit reads its data dozens of times), spilled to disk beyond memory.
+    return with_place.filter(kept("_file", "_row")).select(*names).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def bit_at(packed: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The bits at positions of a np.packbits array (big-endian within each byte, as packbits writes them)."""
+    return ((packed[positions >> 3] >> (7 - (positions & 7))) & 1).astype(bool)
+
+
+def facts(cfg: dict[str, Any], data: DataFrame) -> dict[str, Any]:
+    """What training says of its data before fitting: rows, the classes present, the exit rate and the feature
+    columns without a single value, in one pass."""
+    target, features = cfg["target_column"], cfg["feature_columns"]
+    row = data.agg(F.count(F.lit(1)).alias("rows"), F.sum(target).alias("exits"),
+                   *[F.count(f).alias(f"present_{i}") for i, f in enumerate(features)]).first()
+    rows, exits = int(row["rows"]), int(row["exits"] or 0)
+    return {"rows": rows, "exited_rate": exits / rows if rows else 0.0,
+            "classes": [c for c, n in ((0, rows - exits), (1, exits)) if n],
+            "empty": [f for i, f in enumerate(features) if row[f"present_{i}"] == 0]}
+
+
+def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> Any:
+    """Fit the model on Spark and return it as the untrained scikit-learn pipeline (impute, scale, classify) with
+    Spark's fitted parameters in it: the same artifact the pandas engine writes."""
+    features, target, m = cfg["feature_columns"], cfg["target_column"], cfg["model"]
+    slots = [f"_x{i}" for i in range(len(features))]  # positional names: a feature may be named anything
+    statistics = fill_values(data, features, m["imputer_strategy"])
+    filled = data.na.fill(dict(zip(features, statistics, strict=True))).select(
+        *[F.col(f).alias(s) for f, s in zip(features, slots, strict=True)], F.col(target).cast("double").alias("_y"))
+    # sklearn's StandardScaler divides by the population standard deviation; Spark's by the sample one. The
+    # moments are taken here, population-wise, and the logistic regression is fitted on standardized columns.
+    moments = filled.agg(*[F.avg(s) for s in slots], *[F.var_pop(s) for s in slots]).first()
+    mean = np.array(moments[:len(slots)], dtype=float)
+    var = np.array(moments[len(slots):], dtype=float)
+    scale = np.where(np.sqrt(var) < 10 * np.finfo(float).eps, 1.0, np.sqrt(var))  # as sklearn: constants stay
+    z = [((F.col(s) - float(mu)) / float(sd)).alias(s) for s, mu, sd in zip(slots, mean, scale, strict=True)]
+    standard = filled.select(*z, "_y", class_weights(filled, m["class_weight"], rows))
+    vectors = VectorAssembler(inputCols=slots, outputCol="_features").transform(standard).select(
+        "_features", "_y", "_w").persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        # sklearn minimizes C * sum(w * loss) + |coef|^2 / 2; Spark sum(w * loss) / sum(w) + regParam * |coef|^2
+        # / 2. Balanced weights sum to the row count, so regParam = 1 / (rows * C) is the same optimum.
+        lr = LogisticRegression(featuresCol="_features", labelCol="_y", weightCol="_w", family="binomial",
+                                regParam=1.0 / (rows * m["C"]), elasticNetParam=0.0, standardization=False,
+                                fitIntercept=True, maxIter=m["max_iter"], tol=TOLERANCE).fit(vectors)
+    finally:
+        vectors.unpersist()
+    log.info("Spark fitted on %d rows in %d iterations", rows, lr.summary.totalIterations)
+    return exported(pipeline, features, statistics, mean, var, scale, lr, rows)
+
+
+def fill_values(data: DataFrame, features: list[str], strategy: str) -> list[float]:
+    """What SimpleImputer fills each feature's missing values with: the exact median (the mean of the two middle
+    values for an even count, which Spark's Imputer does not give), the mean, or the most frequent value (the
+    smallest of equally frequent ones)."""
+    if strategy == "median":
+        return [float(exact_quantiles(data, f, np.array([0.5]))[0]) for f in features]
+    if strategy == "mean":
+        return [float(v) for v in data.agg(*[F.avg(f) for f in features]).first()]
+    return [float(data.where(F.col(f).isNotNull() & ~F.isnan(f)).groupBy(f).count()
+                  .orderBy(F.desc("count"), F.asc(f)).first()[0]) for f in features]
+
+
+def exact_quantiles(data: DataFrame, column: str, levels: np.ndarray) -> np.ndarray:
+    """np.quantile of a column's values (missing ones left out) at levels, exactly, in bounded memory: Spark's
+    approximate quantiles bracket the order statistics each level needs, one pass counts the values below and at
+    each bracket's ends, and only the few values strictly inside the brackets come to this process."""
+    present = data.where(F.col(column).isNotNull() & ~F.isnan(column)).select(F.col(column).alias("v"))
+    n = present.count()
+    if n == 0:
+        return np.full(len(levels), np.nan)
+    at = np.asarray(levels, dtype=float) * (n - 1)  # numpy's "linear" method: between two order statistics
+    low, high = np.floor(at).astype(np.int64), np.ceil(at).astype(np.int64)
+    margin = 2 * RANK_ERROR
+    while True:
+        ends = np.clip(np.concatenate([low / max(n - 1, 1) - margin, high / max(n - 1, 1) + margin]), 0, 1)
+        approx = np.array(present.approxQuantile("v", ends.tolist(), RANK_ERROR), dtype=float)
+        a, b = approx[:len(levels)], approx[len(levels):]
+        counts = present.agg(*[F.count(F.when(F.col("v") < float(x), 1)) for x in a],
+                             *[F.count(F.when(F.col("v") == float(x), 1)) for x in np.concatenate([a, b])]).first()
+        below, at_a, at_b = (np.array(counts[i * len(levels):(i + 1) * len(levels)]) for i in range(3))
+        inside = reduce(lambda x, y: x | y, [(F.col("v") > float(x)) & (F.col("v") < float(y))
+                                             for x, y in set(zip(a, b, strict=True)) if x < y], F.lit(False))
+        window = np.sort(np.array([r[0] for r in present.where(inside).collect()], dtype=float))
+        out = []
+        for k in range(len(levels)):
+            between = window[(window > a[k]) & (window < b[k])]
+            run = [(a[k], at_a[k]), *((v, 1) for v in between), *([(b[k], at_b[k])] if b[k] > a[k] else [])]
+            pair = [order_statistic(run, r - below[k]) for r in (low[k], high[k])]
+            if None in pair:
+                break
+            out.append(np.quantile(np.array(pair, dtype=float), at[k] - low[k]))
+        else:
+            return np.array(out)
+        margin *= 10  # a bracket missed its ranks: wider brackets, once more (each time more values come here)
+
+
+def order_statistic(run: list[tuple[float, int]], rank: int) -> float | None:
+    """The value at rank (from 0) of sorted values given as (value, repeats), or None when it is not among them."""
+    if rank < 0:
+        return None
+    for value, repeats in run:
+        if rank < repeats:
+            return value
+        rank -= repeats
+    return None
+
+
+def class_weights(filled: DataFrame, class_weight: str | None, rows: int) -> Any:
+    """The "_w" column of row weights: 1, or sklearn's "balanced" rows / (2 * rows of the row's class)."""
+    if class_weight is None:
+        return F.lit(1.0).alias("_w")
+    exits = filled.agg(F.sum("_y")).first()[0] or 0.0
+    return F.when(F.col("_y") == 1.0, rows / (2.0 * exits)).otherwise(rows / (2.0 * (rows - exits))).alias("_w")
+
+
+def exported(pipeline: Any, features: list[str], statistics: list[float], mean: np.ndarray, var: np.ndarray,
+             scale: np.ndarray, lr: Any, rows: int) -> Any:
+    """The scikit-learn pipeline with Spark's parameters: fitted first on two rows (so every attribute sklearn
+    checks exists, feature names included), then given the imputer's statistics, the scaler's moments and the
+    regression's coefficients."""
+    pipeline.fit(pd.DataFrame({f: [0.0, 1.0] for f in features}), np.array([0, 1]))
+    impute, scale_step, classify = (pipeline.named_steps[s] for s in ("impute", "scale", "classify"))
+    impute.statistics_ = np.array(statistics, dtype=float)
+    scale_step.mean_, scale_step.var_, scale_step.scale_ = mean, var, scale
+    scale_step.n_samples_seen_ = rows
+    classify.coef_ = lr.coefficients.toArray().reshape(1, -1)
+    classify.intercept_ = np.array([lr.intercept])
+    classify.n_iter_ = np.array([lr.summary.totalIterations], dtype=np.int32)
+    return pipeline
+
+
+def profile(cfg: dict[str, Any], data: DataFrame, rows: int) -> dict[str, Any]:
+    """The reference profile (drift.reference_profile's, the same numbers) by Spark aggregates: every feature's exact
+    quantiles, then in one pass the values below each bin edge they give."""
+    features = cfg["feature_columns"]
+    quantiles = {f: exact_quantiles(data, f, drift.profile_levels()) for f in features}
+    edges = {f: drift.bin_edges(q) if not np.isnan(q).any() else np.empty(0) for f, q in quantiles.items()}
+    counts = data.agg(*[F.count(f) for f in features],
+                      *[F.count(F.when(F.col(f) < float(e), 1)) for f in features for e in edges[f]]).first()
+    below, at = {}, len(features)
+    for f in features:
+        below[f], at = np.array(counts[at:at + len(edges[f])], dtype=np.int64), at + len(edges[f])
+    return {"rows": rows, "features": {f: drift.profile_of(rows, int(counts[i]), quantiles[f], below[f])
+                                       for i, f in enumerate(features)}}
+
+
+def sample(data: DataFrame, rows: int, most: int) -> pd.DataFrame:
+    """At most `most` rows of the data, drawn at random (seeded), as a pandas frame (training's calibration)."""
+    part = data if rows <= most else data.sample(fraction=min(1.0, 1.1 * most / rows), seed=0).limit(most)
+    return pd.DataFrame(part.toPandas())
+
