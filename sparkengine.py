@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import warnings
 from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler
@@ -30,7 +32,7 @@ from pyspark.sql import functions as F
 
 import drift
 import store
-from datacontract import columns
+from datacontract import DataError, columns, parse_csv, row_end
 
 ROOT = Path(__file__).resolve().parent
 # Spark's approximate quantiles (the imputer's median, the profile's quantiles) are off by at most this share of
@@ -242,3 +244,105 @@ def sample(data: DataFrame, rows: int, most: int) -> pd.DataFrame:
     part = data if rows <= most else data.sample(fraction=min(1.0, 1.1 * most / rows), seed=0).limit(most)
     return pd.DataFrame(part.toPandas())
 
+
+
+def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, labelled: bool) -> np.ndarray | None:
+    """Read a data file on Spark's workers into the store's batch (store.write_batch's file: the same typed rows,
+    hashes and format) and return its row hashes: the file is cut at row ends into pieces of about
+    ingestion.chunk_bytes, each worker checks its pieces with the data contract's own reader (parse_csv) and writes
+    them as Parquet parts, joined here in file order. None when a piece is refused or the file cannot be cut: the
+    pandas engine's reader then reads it and words the verdict."""
+    ranges = pieces(path, cfg["ingestion"]["chunk_bytes"])
+    if ranges is None:
+        return None
+    parts = store.folder(cfg) / f"spark-parts-{batch_id:06d}"
+    shutil.rmtree(parts, ignore_errors=True)  # a run killed before its commit left them
+    parts.mkdir(parents=True)
+    try:
+        jobs = pd.DataFrame({"piece": range(len(ranges) - 1),
+                             "start": [r[0] for r in ranges[1:]], "end": [r[1] for r in ranges[1:]]})
+        spark = session(cfg)
+        header, where = ranges[0], str(path)
+
+        def parse(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            """Check and store each piece of the file; one row per piece: its rows, or -1 if refused."""
+            for frame in frames:
+                for piece, start, end in frame.itertuples(index=False):
+                    rows = parse_piece(where, header, (start, end), parts, piece, cfg, source, labelled)
+                    yield pd.DataFrame({"piece": [piece], "rows": [rows]})
+
+        done = (spark.createDataFrame(jobs).repartition(max(1, min(len(jobs), spark.sparkContext.defaultParallelism)))
+                .mapInPandas(parse, "piece long, rows long").collect())
+        if any(r["rows"] < 0 for r in done):
+            return None
+        written = {"output_folder_path": parts}
+        return join_parts(store.batch_path(cfg, batch_id), [store.batch_path(written, r["piece"])
+                                                            for r in sorted(done) if r["rows"] > 0])
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def pieces(path: Path, size: int) -> list[tuple[int, int]] | None:
+    """The byte ranges ingestion.read_chunks cuts a data file into (the same windows, the same cuts): the header
+    line's first, then the pieces (a file under size bytes: an empty header and the whole file). None when no cut
+    can be made (no line end, a row longer than size): read_chunks then says so."""
+    with open(path, "rb") as f:
+        first = f.read(size)
+        if len(first) < size:
+            return [(0, 0), (0, len(first))]
+        start = first.find(b"\n") + 1
+        if start == 0:
+            return None
+        out, rest = [(0, start)], first[start:]
+        while True:
+            more = f.read(size)
+            data = rest + more
+            if not data:
+                return out
+            cut = row_end(data) if more else len(data)
+            if cut == 0:
+                return None
+            out.append((start, start + cut))
+            start, rest = start + cut, data[cut:]
+            if not more:
+                return out
+
+
+def parse_piece(path: str, header: tuple[int, int], piece: tuple[int, int], parts: Path, number: int,
+                cfg: dict[str, Any], source: str, labelled: bool) -> int:
+    """On a worker: check one piece of a data file (with its header) under the data contract and write it as a
+    one-chunk batch of a store under parts (store.write_batch's own file); its rows, 0 for a blank piece, -1 when
+    refused."""
+    with open(path, "rb") as f:
+        head = f.read(header[1] - header[0])
+        f.seek(piece[0])
+        body = f.read(piece[1] - piece[0])
+    if not body.strip():
+        return 0
+    try:
+        df = parse_csv(head + body, cfg, source, labelled)
+    except (DataError, ValueError, UnicodeError, MemoryError):
+        return -1
+    store.write_batch({**cfg, "output_folder_path": parts}, number, [df])
+    return len(df)
+
+
+def join_parts(path: Path, parts: list[Path]) -> np.ndarray | None:
+    """Join batch files of one chunk each, in order, into one batch file as store.write_batch writes it (each
+    chunk as written, the first one's schema, fsynced); its row hashes. None when there is no part."""
+    if not parts:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hashes, writer = [], None
+    try:
+        for part in parts:
+            table = pq.read_table(part)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            hashes.append(table.column(store.HASH).to_numpy())
+    finally:
+        if writer is not None:
+            writer.close()
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    return np.concatenate(hashes)
