@@ -36,8 +36,8 @@ from datacontract import DataError, columns, parse_csv, row_end
 
 ROOT = Path(__file__).resolve().parent
 # Spark's approximate quantiles (the imputer's median, the profile's quantiles) are off by at most this share of
-# the rows in rank: a millionth of the rows, at a sketch of a few megabytes per column.
-RANK_ERROR = 1e-6
+# the rows in rank: a hundred-thousandth of the rows, at a sketch of a few megabytes per column.
+RANK_ERROR = 1e-5
 # Spark's L-BFGS stops at this relative change of the loss; tighter than sklearn's gradient tolerance, so the
 # Spark fit lands at least as close to the common optimum.
 TOLERANCE = 1e-10
@@ -113,12 +113,14 @@ def facts(cfg: dict[str, Any], data: DataFrame) -> dict[str, Any]:
             "empty": [f for i, f in enumerate(features) if row[f"present_{i}"] == 0]}
 
 
-def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> Any:
+def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> tuple[Any, dict[str, Any]]:
     """Fit the model on Spark and return it as the untrained scikit-learn pipeline (impute, scale, classify) with
-    Spark's fitted parameters in it: the same artifact the pandas engine writes."""
+    Spark's fitted parameters in it (the same artifact the pandas engine writes), and the reference profile: one
+    pass of exact quantiles serves the imputer's medians and the profile."""
     features, target, m = cfg["feature_columns"], cfg["target_column"], cfg["model"]
+    quantiles = exact_quantiles(data, features, np.concatenate([[0.5], drift.profile_levels()]))
     slots = [f"_x{i}" for i in range(len(features))]  # positional names: a feature may be named anything
-    statistics = fill_values(data, features, m["imputer_strategy"])
+    statistics = fill_values(data, features, m["imputer_strategy"], [quantiles[f][0] for f in features])
     filled = data.na.fill(dict(zip(features, statistics, strict=True))).select(
         *[F.col(f).alias(s) for f, s in zip(features, slots, strict=True)], F.col(target).cast("double").alias("_y"))
     # sklearn's StandardScaler divides by the population standard deviation; Spark's by the sample one. The
@@ -140,52 +142,74 @@ def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> Any:
     finally:
         vectors.unpersist()
     log.info("Spark fitted on %d rows in %d iterations", rows, lr.summary.totalIterations)
-    return exported(pipeline, features, statistics, mean, var, scale, lr, rows)
+    return (exported(pipeline, features, statistics, mean, var, scale, lr, rows),
+            profile(cfg, data, rows, {f: q[1:] for f, q in quantiles.items()}))
 
 
-def fill_values(data: DataFrame, features: list[str], strategy: str) -> list[float]:
-    """What SimpleImputer fills each feature's missing values with: the exact median (the mean of the two middle
-    values for an even count, which Spark's Imputer does not give), the mean, or the most frequent value (the
-    smallest of equally frequent ones)."""
+def fill_values(data: DataFrame, features: list[str], strategy: str, medians: list[float]) -> list[float]:
+    """What SimpleImputer fills each feature's missing values with: the exact median (given: the mean of the two
+    middle values for an even count, which Spark's Imputer does not give), the mean, or the most frequent value
+    (the smallest of equally frequent ones)."""
     if strategy == "median":
-        return [float(exact_quantiles(data, f, np.array([0.5]))[0]) for f in features]
+        return [float(v) for v in medians]
     if strategy == "mean":
         return [float(v) for v in data.agg(*[F.avg(f) for f in features]).first()]
     return [float(data.where(F.col(f).isNotNull() & ~F.isnan(f)).groupBy(f).count()
                   .orderBy(F.desc("count"), F.asc(f)).first()[0]) for f in features]
 
 
-def exact_quantiles(data: DataFrame, column: str, levels: np.ndarray) -> np.ndarray:
-    """np.quantile of a column's values (missing ones left out) at levels, exactly, in bounded memory: Spark's
-    approximate quantiles bracket the order statistics each level needs, one pass counts the values below and at
-    each bracket's ends, and only the few values strictly inside the brackets come to this process."""
-    present = data.where(F.col(column).isNotNull() & ~F.isnan(column)).select(F.col(column).alias("v"))
-    n = present.count()
-    if n == 0:
-        return np.full(len(levels), np.nan)
-    at = np.asarray(levels, dtype=float) * (n - 1)  # numpy's "linear" method: between two order statistics
-    low, high = np.floor(at).astype(np.int64), np.ceil(at).astype(np.int64)
+def exact_quantiles(data: DataFrame, names: list[str], levels: np.ndarray) -> dict[str, np.ndarray]:
+    """np.quantile of each column's values (missing ones left out) at levels, exactly, in bounded memory and four
+    passes for all columns: Spark's approximate quantiles bracket the order statistics each level needs, one pass
+    counts the values below and at each bracket's ends, and only the few values strictly inside the brackets come
+    to this process."""
+    cols = [f"_q{i}" for i in range(len(names))]
+    clean = data.select(*[F.when(~F.isnan(c), F.col(c)).alias(q) for c, q in zip(names, cols, strict=True)])
+    counts = clean.agg(*[F.count(q) for q in cols]).first()
+    n = {q: int(counts[i]) for i, q in enumerate(cols)}
+    at = {q: np.asarray(levels, dtype=float) * (n[q] - 1) for q in cols}  # numpy's "linear" method
+    low = {q: np.floor(at[q]).astype(np.int64) for q in cols}
+    high = {q: np.ceil(at[q]).astype(np.int64) for q in cols}
     margin = 2 * RANK_ERROR
     while True:
-        ends = np.clip(np.concatenate([low / max(n - 1, 1) - margin, high / max(n - 1, 1) + margin]), 0, 1)
-        approx = np.array(present.approxQuantile("v", ends.tolist(), RANK_ERROR), dtype=float)
-        a, b = approx[:len(levels)], approx[len(levels):]
-        counts = present.agg(*[F.count(F.when(F.col("v") < float(x), 1)) for x in a],
-                             *[F.count(F.when(F.col("v") == float(x), 1)) for x in np.concatenate([a, b])]).first()
-        below, at_a, at_b = (np.array(counts[i * len(levels):(i + 1) * len(levels)]) for i in range(3))
-        inside = reduce(lambda x, y: x | y, [(F.col("v") > float(x)) & (F.col("v") < float(y))
-                                             for x, y in set(zip(a, b, strict=True)) if x < y], F.lit(False))
-        window = np.sort(np.array([r[0] for r in present.where(inside).collect()], dtype=float))
-        out = []
-        for k in range(len(levels)):
-            between = window[(window > a[k]) & (window < b[k])]
-            run = [(a[k], at_a[k]), *((v, 1) for v in between), *([(b[k], at_b[k])] if b[k] > a[k] else [])]
-            pair = [order_statistic(run, r - below[k]) for r in (low[k], high[k])]
-            if None in pair:
-                break
-            out.append(np.quantile(np.array(pair, dtype=float), at[k] - low[k]))
-        else:
-            return np.array(out)
+        wanted = {q: np.clip(np.concatenate([low[q] / max(n[q] - 1, 1) - margin,
+                                             high[q] / max(n[q] - 1, 1) + margin]), 0, 1) for q in cols}
+        probs = sorted({float(p) for q in cols for p in wanted[q]})
+        approx = clean.approxQuantile(cols, probs, RANK_ERROR)
+        ends = {q: np.array([dict(zip(probs, approx[i], strict=False)).get(float(p), np.nan) for p in wanted[q]])
+                for i, q in enumerate(cols)}
+        a = {q: ends[q][:len(levels)] for q in cols}
+        b = {q: ends[q][len(levels):] for q in cols}
+        exprs = [F.count(F.when(F.col(q) < float(x), 1)) for q in cols if n[q] for x in a[q]]
+        exprs += [F.count(F.when(F.col(q) == float(x), 1)) for q in cols if n[q] for x in (*a[q], *b[q])]
+        tallies = list(clean.agg(*exprs).first()) if exprs else []
+        inside = {q: reduce(lambda x, y: x | y, [(F.col(q) > float(lo)) & (F.col(q) < float(hi))
+                                                 for lo, hi in set(zip(a[q], b[q], strict=True)) if lo < hi],
+                            F.lit(False)) for q in cols if n[q]}
+        picked = clean.select(*[F.when(cond, F.col(q)).alias(q) for q, cond in inside.items()])
+        rows = picked.where(reduce(lambda x, y: x | y, [F.col(q).isNotNull() for q in inside], F.lit(False))).collect()
+        out, missed, k = {}, False, len(levels)
+        below_at = {q: i * k for i, q in enumerate(inside)}
+        equal_at = {q: len(inside) * k + i * 2 * k for i, q in enumerate(inside)}
+        for q, name in zip(cols, names, strict=True):
+            if not n[q]:
+                out[name] = np.full(k, np.nan)
+                continue
+            window = np.sort(np.array([r[q] for r in rows if r[q] is not None], dtype=float))
+            below = tallies[below_at[q]:below_at[q] + k]
+            at_a, at_b = tallies[equal_at[q]:equal_at[q] + k], tallies[equal_at[q] + k:equal_at[q] + 2 * k]
+            values = []
+            for j in range(k):
+                between = window[(window > a[q][j]) & (window < b[q][j])]
+                run = [(a[q][j], at_a[j]), *((v, 1) for v in between), *([(b[q][j], at_b[j])] if b[q][j] > a[q][j]
+                                                                             else [])]
+                pair = [order_statistic(run, r - below[j]) for r in (low[q][j], high[q][j])]
+                missed |= None in pair
+                values.append(np.nan if None in pair
+                              else np.quantile(np.array(pair, dtype=float), at[q][j] - low[q][j]))
+            out[name] = np.array(values)
+        if not missed:
+            return out
         margin *= 10  # a bracket missed its ranks: wider brackets, once more (each time more values come here)
 
 
@@ -224,11 +248,10 @@ def exported(pipeline: Any, features: list[str], statistics: list[float], mean: 
     return pipeline
 
 
-def profile(cfg: dict[str, Any], data: DataFrame, rows: int) -> dict[str, Any]:
-    """The reference profile (drift.reference_profile's, the same numbers) by Spark aggregates: every feature's exact
-    quantiles, then in one pass the values below each bin edge they give."""
+def profile(cfg: dict[str, Any], data: DataFrame, rows: int, quantiles: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The reference profile (drift.reference_profile's, the same numbers) from each feature's exact quantiles at
+    drift.profile_levels() and, in one pass, its values below each bin edge they give."""
     features = cfg["feature_columns"]
-    quantiles = {f: exact_quantiles(data, f, drift.profile_levels()) for f in features}
     edges = {f: drift.bin_edges(q) if not np.isnan(q).any() else np.empty(0) for f, q in quantiles.items()}
     counts = data.agg(*[F.count(f) for f in features],
                       *[F.count(F.when(F.col(f) < float(e), 1)) for f in features for e in edges[f]]).first()

@@ -131,9 +131,9 @@ def spark_fit(cfg: dict[str, Any], manifest: dict[str, Any]) -> tuple[Pipeline, 
     facts = sparkengine.facts(cfg, data)
     refuse_untrainable(cfg, facts["rows"], facts["classes"], facts["empty"])
     cli.progress("training", f"fitting on {facts['rows']:,} rows with Spark")
-    model = sparkengine.fit(cfg, data, build_pipeline(cfg), facts["rows"])
-    return (model, facts["rows"], facts["exited_rate"], sparkengine.profile(cfg, data, facts["rows"]),
-            sparkengine.sample(data, facts["rows"], CALIBRATION_ROWS))
+    model, profile = sparkengine.fit(cfg, data, build_pipeline(cfg), facts["rows"])
+    return model, facts["rows"], facts["exited_rate"], profile, sparkengine.sample(data, facts["rows"],
+                                                                                   CALIBRATION_ROWS)
 
 
 def summary(r: dict[str, Any]) -> str:

@@ -134,19 +134,22 @@ def test_balanced_weights_and_every_imputer_reach_sklearn_s_optimum(engines: dic
     assert X.isna().any().any()  # missing values to fill
     for strategy in ("mean", "most_frequent"):
         model = training.build_pipeline({**cfg, "model": {**cfg["model"], "imputer_strategy": strategy}}).fit(X, y)
-        got = sparkengine.fill_values(data, cfg["feature_columns"], strategy)
+        got = sparkengine.fill_values(data, cfg["feature_columns"], strategy, [])
         np.testing.assert_allclose(got, model.named_steps["impute"].statistics_, rtol=1e-12, err_msg=strategy)
     balanced = {**cfg, "model": {**cfg["model"], "class_weight": "balanced"}}
     reference = training.build_pipeline(balanced).set_params(classify__tol=1e-12).fit(X, y)
-    model = sparkengine.fit(balanced, data, training.build_pipeline(balanced), len(df))
+    model, _ = sparkengine.fit(balanced, data, training.build_pipeline(balanced), len(df))
     test = scoring.read_test_data(cfg)[cfg["feature_columns"]]
     assert np.abs(model.predict_proba(test)[:, 1] - reference.predict_proba(test)[:, 1]).max() < 1e-6
 
 
 def test_exact_quantiles_are_numpy_s_with_ties_and_missing_values(spark: Any) -> None:
     rng = np.random.default_rng(7)
-    values = np.concatenate([rng.integers(0, 5, 3000).astype(float), rng.exponential(100, 2001), [np.nan] * 50])
-    frame = spark.createDataFrame(pd.DataFrame({"v": values}))
-    levels = profile_levels()
-    np.testing.assert_array_equal(sparkengine.exact_quantiles(frame, "v", levels),
-                                  np.quantile(values[~np.isnan(values)], levels))
+    ties = np.concatenate([rng.integers(0, 5, 3000).astype(float), rng.exponential(100, 2001), [np.nan] * 50])
+    spread = np.where(rng.random(ties.size) < 0.1, np.nan, rng.normal(1e6, 1e3, ties.size))
+    frame = spark.createDataFrame(pd.DataFrame({"ties": ties, "spread": spread, "none": np.nan}))
+    levels = np.concatenate([[0.5], profile_levels()])
+    got = sparkengine.exact_quantiles(frame, ["ties", "spread", "none"], levels)
+    for name, values in (("ties", ties), ("spread", spread)):
+        np.testing.assert_array_equal(got[name], np.quantile(values[~np.isnan(values)], levels), err_msg=name)
+    assert np.isnan(got["none"]).all()
