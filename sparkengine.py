@@ -3,7 +3,7 @@ machine's memory. What it writes is what the pandas engine writes: the same scik
 parameters fitted here, copied into the Pipeline), so scoring, the API and the reports never know which engine ran.
 
     import sparkengine                                   # needs pyspark (requirements-spark.txt) and Java 17
-    spark = sparkengine.session(cfg)                     # one per process, from the config's spark section
+    spark = sparkengine.session(cfg, "training")         # one per process, from the config's spark section
     data = sparkengine.dataset(cfg, spark, manifest)     # the store's kept labelled rows, as a Spark DataFrame
     model = sparkengine.fit(cfg, data, build_pipeline(cfg), rows)
 
@@ -13,11 +13,11 @@ The step scripts import this module only when the config chooses the engine. Spa
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
 import warnings
-from functools import reduce
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.feature import Bucketizer, VectorAssembler
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -44,11 +44,11 @@ TOLERANCE = 1e-10
 # pyspark 4.3 warns on every pandas 3 conversion; the conversions this module uses (Arrow batches of numbers and
 # text) are the ones its tests check.
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-log = logging.getLogger("sparkengine")
+log = logging.getLogger("training")  # the step whose log says what the fit did
 
 
-def session(cfg: dict[str, Any]) -> SparkSession:
-    """The process's SparkSession, started from the config's spark section on first use."""
+def session(cfg: dict[str, Any], step: str) -> SparkSession:
+    """The process's SparkSession, started from the config's spark section on first use (said in the step's log)."""
     # Spark starts its Python workers with PYSPARK_PYTHON: this interpreter, whose venv has pandas and pyarrow;
     # they import the project's modules (this one, store, datacontract) from its folder.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -63,6 +63,9 @@ def session(cfg: dict[str, Any]) -> SparkSession:
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")  # Spark's INFO and WARN lines would drown the step's own stderr
+    heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()  # noqa: SLF001 - the JVM's own figure
+    logging.getLogger(step).info("Spark %s on %s, driver heap %d MB", spark.version, spark_cfg["master"],
+                                 heap // 2**20)
     return spark
 
 
@@ -119,6 +122,7 @@ def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> tuple
     pass of exact quantiles serves the imputer's medians and the profile."""
     features, target, m = cfg["feature_columns"], cfg["target_column"], cfg["model"]
     quantiles = exact_quantiles(data, features, np.concatenate([[0.5], drift.profile_levels()]))
+    log.info("Spark: exact quantiles of %d features on %d rows", len(features), rows)
     slots = [f"_x{i}" for i in range(len(features))]  # positional names: a feature may be named anything
     statistics = fill_values(data, features, m["imputer_strategy"], [quantiles[f][0] for f in features])
     filled = data.na.fill(dict(zip(features, statistics, strict=True))).select(
@@ -159,58 +163,69 @@ def fill_values(data: DataFrame, features: list[str], strategy: str, medians: li
 
 
 def exact_quantiles(data: DataFrame, names: list[str], levels: np.ndarray) -> dict[str, np.ndarray]:
-    """np.quantile of each column's values (missing ones left out) at levels, exactly, in bounded memory and four
-    passes for all columns: Spark's approximate quantiles bracket the order statistics each level needs, one pass
-    counts the values below and at each bracket's ends, and only the few values strictly inside the brackets come
-    to this process."""
+    """np.quantile of each column's values (missing ones left out) at levels, exactly, in bounded memory: Spark's
+    approximate quantiles (one pass for all columns) bracket the order statistics each level needs; per column, one
+    grouped pass counts the values between and at the brackets' ends, and a second brings only the few values
+    strictly inside the brackets to this process."""
     cols = [f"_q{i}" for i in range(len(names))]
     clean = data.select(*[F.when(~F.isnan(c), F.col(c)).alias(q) for c, q in zip(names, cols, strict=True)])
     counts = clean.agg(*[F.count(q) for q in cols]).first()
     n = {q: int(counts[i]) for i, q in enumerate(cols)}
     at = {q: np.asarray(levels, dtype=float) * (n[q] - 1) for q in cols}  # numpy's "linear" method
-    low = {q: np.floor(at[q]).astype(np.int64) for q in cols}
-    high = {q: np.ceil(at[q]).astype(np.int64) for q in cols}
-    margin = 2 * RANK_ERROR
-    while True:
-        wanted = {q: np.clip(np.concatenate([low[q] / max(n[q] - 1, 1) - margin,
-                                             high[q] / max(n[q] - 1, 1) + margin]), 0, 1) for q in cols}
-        probs = sorted({float(p) for q in cols for p in wanted[q]})
-        approx = clean.approxQuantile(cols, probs, RANK_ERROR)
-        ends = {q: np.array([dict(zip(probs, approx[i], strict=False)).get(float(p), np.nan) for p in wanted[q]])
-                for i, q in enumerate(cols)}
-        a = {q: ends[q][:len(levels)] for q in cols}
-        b = {q: ends[q][len(levels):] for q in cols}
-        exprs = [F.count(F.when(F.col(q) < float(x), 1)) for q in cols if n[q] for x in a[q]]
-        exprs += [F.count(F.when(F.col(q) == float(x), 1)) for q in cols if n[q] for x in (*a[q], *b[q])]
-        tallies = list(clean.agg(*exprs).first()) if exprs else []
-        inside = {q: reduce(lambda x, y: x | y, [(F.col(q) > float(lo)) & (F.col(q) < float(hi))
-                                                 for lo, hi in set(zip(a[q], b[q], strict=True)) if lo < hi],
-                            F.lit(False)) for q in cols if n[q]}
-        picked = clean.select(*[F.when(cond, F.col(q)).alias(q) for q, cond in inside.items()])
-        rows = picked.where(reduce(lambda x, y: x | y, [F.col(q).isNotNull() for q in inside], F.lit(False))).collect()
-        out, missed, k = {}, False, len(levels)
-        below_at = {q: i * k for i, q in enumerate(inside)}
-        equal_at = {q: len(inside) * k + i * 2 * k for i, q in enumerate(inside)}
-        for q, name in zip(cols, names, strict=True):
-            if not n[q]:
-                out[name] = np.full(k, np.nan)
-                continue
-            window = np.sort(np.array([r[q] for r in rows if r[q] is not None], dtype=float))
-            below = tallies[below_at[q]:below_at[q] + k]
-            at_a, at_b = tallies[equal_at[q]:equal_at[q] + k], tallies[equal_at[q] + k:equal_at[q] + 2 * k]
-            values = []
-            for j in range(k):
-                between = window[(window > a[q][j]) & (window < b[q][j])]
-                run = [(a[q][j], at_a[j]), *((v, 1) for v in between), *([(b[q][j], at_b[j])] if b[q][j] > a[q][j]
-                                                                             else [])]
-                pair = [order_statistic(run, r - below[j]) for r in (low[q][j], high[q][j])]
-                missed |= None in pair
-                values.append(np.nan if None in pair
-                              else np.quantile(np.array(pair, dtype=float), at[q][j] - low[q][j]))
-            out[name] = np.array(values)
-        if not missed:
-            return out
-        margin *= 10  # a bracket missed its ranks: wider brackets, once more (each time more values come here)
+    ranks = {q: (np.floor(at[q]).astype(np.int64), np.ceil(at[q]).astype(np.int64)) for q in cols}
+    margin, out = 2 * RANK_ERROR, {name: np.full(len(levels), np.nan) for name in names}
+    todo = [q for q in cols if n[q]]
+    while todo:
+        wanted = {q: np.clip(np.concatenate([ranks[q][0] / max(n[q] - 1, 1) - margin,
+                                             ranks[q][1] / max(n[q] - 1, 1) + margin]), 0, 1) for q in todo}
+        probs = sorted({float(p) for q in todo for p in wanted[q]})
+        approx = dict(zip(todo, clean.approxQuantile(todo, probs, RANK_ERROR), strict=True))
+        missed = []
+        for q in todo:
+            ends = np.array([dict(zip(probs, approx[q], strict=True))[float(p)] for p in wanted[q]])
+            got = bracketed(clean.select(F.col(q).alias("v")).where(F.col("v").isNotNull()), ends, ranks[q], at[q])
+            if got is None:
+                missed.append(q)
+            else:
+                out[names[cols.index(q)]] = got
+        todo, margin = missed, margin * 10  # a bracket missed its ranks: wider brackets, once more
+    return out
+
+
+def bracketed(values: DataFrame, ends: np.ndarray, ranks: tuple[np.ndarray, np.ndarray],
+              at: np.ndarray) -> np.ndarray | None:
+    """The quantiles at positions `at` (between order statistics ranks[0] and ranks[1]) of a column "v", given
+    brackets [a, b] (ends: every a, then every b) that should hold those order statistics; None if one does not."""
+    k = len(at)
+    splits = np.unique(ends)
+    # Bucket j holds splits[j] <= v < splits[j + 1] (bucket 0: below every split); a value equal to its bucket's
+    # lower split is counted apart, so ranks are known at each split and on both sides of it.
+    bounds = [-math.inf, *splits.tolist(), math.inf]
+    bucket = Bucketizer(splits=bounds, inputCol="v", outputCol="_b").transform(values)
+    lower = F.element_at(F.array(*[F.lit(float(x)) for x in bounds]), (F.col("_b") + 1).cast("int"))
+    tallied = bucket.groupBy("_b").agg(F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("v") == lower, 1))
+                                       .alias("eq")).collect()
+    size = np.zeros(len(bounds) - 1, dtype=np.int64)
+    equal = np.zeros(len(bounds) - 1, dtype=np.int64)
+    for row in tallied:
+        size[int(row["_b"])], equal[int(row["_b"])] = row["n"], row["eq"]
+    a, b = ends[:k], ends[k:]
+    # Buckets whose values strictly above their lower split lie inside some bracket (a, b): those values come here.
+    first, last = np.searchsorted(splits, a) + 1, np.searchsorted(splits, b) + 1  # the buckets of a and of b
+    inside = sorted({j for lo, hi in zip(first, last, strict=True) for j in range(lo, hi)})
+    window = np.sort(np.array([r[0] for r in bucket.where(F.col("_b").isin(inside) & (F.col("v") != lower))
+                               .select("v").collect()], dtype=float)) if inside else np.empty(0)
+    below = np.concatenate([[0], np.cumsum(size)])  # values below bounds[j] = below[j]
+    result = []
+    for j in range(k):
+        at_splits = [(float(c), int(equal[i + 1])) for i, c in enumerate(splits) if a[j] <= c <= b[j]]
+        run = sorted([*at_splits, *((v, 1) for v in window[(window > a[j]) & (window < b[j])])])
+        start = int(below[first[j]])  # the values below a
+        pair = [order_statistic(run, int(r) - start) for r in (ranks[0][j], ranks[1][j])]
+        if None in pair:
+            return None
+        result.append(np.quantile(np.array(pair, dtype=float), at[j] - ranks[0][j]))
+    return np.array(result)
 
 
 def order_statistic(run: list[tuple[float, int]], rank: int) -> float | None:
@@ -284,7 +299,7 @@ def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, lab
     try:
         jobs = pd.DataFrame({"piece": range(len(ranges) - 1),
                              "start": [r[0] for r in ranges[1:]], "end": [r[1] for r in ranges[1:]]})
-        spark = session(cfg)
+        spark = session(cfg, "ingestion")
         header, where = ranges[0], str(path)
 
         def parse(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -127,7 +127,7 @@ def spark_fit(cfg: dict[str, Any], manifest: dict[str, Any]) -> tuple[Pipeline, 
     at most CALIBRATION_ROWS rows to calibrate on."""
     import sparkengine  # only here: pyspark is installed where a config chooses the engine (requirements-spark.txt)
     cli.progress("training", "starting Spark")
-    data = sparkengine.dataset(cfg, sparkengine.session(cfg), manifest)
+    data = sparkengine.dataset(cfg, sparkengine.session(cfg, "training"), manifest)
     facts = sparkengine.facts(cfg, data)
     refuse_untrainable(cfg, facts["rows"], facts["classes"], facts["empty"])
     cli.progress("training", f"fitting on {facts['rows']:,} rows with Spark")

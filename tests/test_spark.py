@@ -8,6 +8,7 @@ behaviour (workers on other machines reading the store over shared storage).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 import artifacts
@@ -47,7 +52,7 @@ def engine_workspace(path: Path, engine: str) -> dict[str, Any]:
 def spark() -> Iterator[Any]:
     """The module's SparkSession."""
     base = Path(tempfile.mkdtemp(prefix="spark-session-"))
-    session = sparkengine.session(engine_workspace(base / "ws", "spark"))
+    session = sparkengine.session(engine_workspace(base / "ws", "spark"), "test")
     yield session
     session.stop()
     shutil.rmtree(base, ignore_errors=True)
@@ -79,7 +84,7 @@ def index_arrays(cfg: dict[str, Any]) -> dict[str, bytes]:
         return {name: z[name].tobytes() for name in z.files}
 
 
-def test_both_engines_store_the_same_batches_and_keep_the_same_rows(engines: dict[str, Any]) -> None:
+def test_both_engines_store_the_same_batches_and_keep_the_same_rows(engines: dict[str, Any], spark: Any) -> None:
     pandas_cfg, spark_cfg = engines["pandas"]["cfg"], engines["spark"]["cfg"]
     files = store_files(spark_cfg)
     assert len([n for n in files if n.endswith(".parquet")]) == 2
@@ -89,7 +94,7 @@ def test_both_engines_store_the_same_batches_and_keep_the_same_rows(engines: dic
     assert {k: engines["spark"]["ingested"][k] for k in keys} == {k: engines["pandas"]["ingested"][k] for k in keys}
     assert not [p for p in store.folder(spark_cfg).iterdir() if p.name.startswith("spark-parts")]
     # What Spark's training reads as the dataset is what the pandas engine reads.
-    spark_rows = sparkengine.dataset(spark_cfg, sparkengine.session(spark_cfg), read_manifest(spark_cfg)).toPandas()
+    spark_rows = sparkengine.dataset(spark_cfg, spark, read_manifest(spark_cfg)).toPandas()
     pandas_rows = store.read_dataset(pandas_cfg, read_manifest(pandas_cfg))
     assert len(spark_rows) == len(pandas_rows) == engines["pandas"]["trained"]["rows"]
     pd.testing.assert_frame_equal(spark_rows.astype(pandas_rows.dtypes.to_dict()), pandas_rows, check_exact=True)
@@ -126,9 +131,9 @@ def test_scoring_takes_the_spark_model_as_it_takes_the_pandas_one(engines: dict[
     assert scores["spark"]["f1"] == scores["pandas"]["f1"]
 
 
-def test_balanced_weights_and_every_imputer_reach_sklearn_s_optimum(engines: dict[str, Any]) -> None:
+def test_balanced_weights_and_every_imputer_reach_sklearn_s_optimum(engines: dict[str, Any], spark: Any) -> None:
     cfg = engines["spark"]["cfg"]
-    data = sparkengine.dataset(cfg, sparkengine.session(cfg), read_manifest(cfg))
+    data = sparkengine.dataset(cfg, spark, read_manifest(cfg))
     df = store.read_dataset(cfg, read_manifest(cfg))
     X, y = df[cfg["feature_columns"]], df[cfg["target_column"]]
     assert X.isna().any().any()  # missing values to fill
@@ -153,3 +158,53 @@ def test_exact_quantiles_are_numpy_s_with_ties_and_missing_values(spark: Any) ->
     for name, values in (("ties", ties), ("spread", spread)):
         np.testing.assert_array_equal(got[name], np.quantile(values[~np.isnan(values)], levels), err_msg=name)
     assert np.isnan(got["none"]).all()
+
+
+# ---------------------------------------------------------------- beyond the driver's memory
+
+DRIVER_MEMORY_MB = 512  # Spark's smallest workable driver heap: the data below is larger than it
+BIG_ROWS = 6_000_000
+
+
+def write_clients(folder: Path, rows: int, files: int) -> None:
+    """Client data files of rows in all, fast (pyarrow's CSV writer), with the shipped data's columns: ids as long
+    as a UUID, exits more likely when last month's activity falls below the yearly average's month."""
+    rng = np.random.default_rng(17)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        n = rows // files
+        yearly = rng.gamma(2.0, 3000.0, n).round()
+        monthly = (yearly / 12 * rng.lognormal(0.0, 0.6, n)).round()
+        drop = np.log((monthly + 1) / (yearly / 12 + 1))
+        exited = (rng.random(n) < 1 / (1 + np.exp(2.0 + 3.0 * drop))).astype(np.int64)
+        ids = pc.binary_join_element_wise(f"client-{i:04d}-5f0c-4b1e-9a7d-", pc.cast(pa.array(np.arange(n)),
+                                                                                      pa.string()), "")
+        table = pa.table({"corporation": ids, "lastmonth_activity": monthly, "lastyear_activity": yearly,
+                          "number_of_employees": rng.integers(1, 2000, n).astype(float), "exited": exited})
+        pacsv.write_csv(table, folder / f"clients{i:02d}.csv", pacsv.WriteOptions(quoting_style="none"))
+
+
+def test_spark_trains_on_data_larger_than_its_driver_memory(tmp_path: Path) -> None:
+    # What it cannot show: a cluster's executors; here the one local JVM is driver and executor, so all the work
+    # happens inside DRIVER_MEMORY_MB of heap.
+    ws = make_workspace(tmp_path / "ws")
+    write_clients(ws / "sourcedata", BIG_ROWS, 6)
+    run_json("ingestion.py", ws, timeout=600)  # the pandas engine: the store is the same whichever ingests
+    cfg = load_config(ws / "config.json")
+    batches = [store.batch_path(cfg, b["id"]) for b in read_manifest(cfg)["batches"]]
+    data_bytes = sum(pq.ParquetFile(p).metadata.row_group(i).total_byte_size  # uncompressed: as read into memory
+                     for p in batches for i in range(pq.ParquetFile(p).metadata.num_row_groups))
+    assert data_bytes > 1.05 * DRIVER_MEMORY_MB * 2**20
+    raw = json.loads((ws / "config.json").read_text())
+    spark_cfg = {**SPARK, "driver_memory": f"{DRIVER_MEMORY_MB}m"}
+    (ws / "config.json").write_text(json.dumps({**raw, "engine": "spark", "spark": spark_cfg}))
+    trained = run_json("training.py", ws, timeout=900)
+    assert trained["rows"] > 0.99 * BIG_ROWS
+    heap = re.search(r"driver heap (\d+) MB", (ws / "logs" / "training.log").read_text())
+    assert heap and int(heap.group(1)) <= DRIVER_MEMORY_MB < data_bytes / 2**20
+    # The model learnt the data's relation: exits rise as last month falls below the yearly average's month.
+    model = load_model(artifacts.path(cfg, "model"))[0]
+    probe = pd.DataFrame({"lastmonth_activity": [100.0, 500.0, 2000.0], "lastyear_activity": [6000.0] * 3,
+                          "number_of_employees": [100.0] * 3})
+    risk = model.predict_proba(probe)[:, 1]
+    assert risk[0] > risk[1] > risk[2]
