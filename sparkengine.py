@@ -72,36 +72,24 @@ def session(cfg: dict[str, Any], step: str) -> SparkSession:
 def dataset(cfg: dict[str, Any], spark: SparkSession, manifest: dict[str, Any],
             index: dict[str, Any] | None = None) -> DataFrame:
     """The dataset's labelled rows as store.read_dataset has them (every live batch's kept rows), read by Spark:
-    the index's keep masks travel to the workers packed (a bit per row), and each Parquet row is looked up there
-    by its batch and position. Persisted: a fit reads it many times."""
+    the rows the index does not keep (duplicates: few) are named by batch file and position, and left out by an
+    anti-join on Parquet's own row positions. Persisted: a fit reads it many times."""
     index = index if index is not None else store.load_index(cfg, manifest)
     names = columns(cfg)
     live = [b for b in manifest["batches"] if b["labelled"]]
     if not live:
         schema = ", ".join(f"`{c}` {'string' if c == cfg['id_column'] else 'double'}" for c in names)
         return spark.createDataFrame([], schema)
-    masks = spark.sparkContext.broadcast({store.batch_path(cfg, b["id"]).name: np.packbits(index["keep"][b["id"]])
-                                          for b in live})
-
-    @F.pandas_udf("boolean")  # type: ignore[call-overload]
-    def kept(files: pd.Series, rows: pd.Series) -> pd.Series:
-        """Whether each (batch file, row position) is a row the dataset keeps."""
-        out = np.zeros(len(rows), dtype=bool)
-        for name in files.unique():
-            at = (files == name).to_numpy()
-            out[at] = bit_at(masks.value[name], rows.to_numpy()[at])
-        return pd.Series(out)
-
     raw = spark.read.parquet(*[store.batch_path(cfg, b["id"]).as_uri() for b in live])
-    with_place = raw.select(*names, F.col("_metadata.file_name").alias("_file"),
+    dropped = [(store.batch_path(cfg, b["id"]).name, np.flatnonzero(~index["keep"][b["id"]])) for b in live]
+    left_out = pd.DataFrame({"_file": np.repeat([f for f, _ in dropped], [len(r) for _, r in dropped]),
+                             "_row": np.concatenate([r for _, r in dropped]).astype(np.int64)})
+    if len(left_out):
+        placed = raw.select(*names, F.col("_metadata.file_name").alias("_file"),
                             F.col("_metadata.row_index").alias("_row"))
+        raw = placed.join(spark.createDataFrame(left_out), ["_file", "_row"], "left_anti")
     # Kept for the process's later passes (a fit reads its data dozens of times), spilled to disk beyond memory.
-    return with_place.filter(kept("_file", "_row")).select(*names).persist(StorageLevel.MEMORY_AND_DISK)
-
-
-def bit_at(packed: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The bits at positions of a np.packbits array (big-endian within each byte, as packbits writes them)."""
-    return ((packed[positions >> 3] >> (7 - (positions & 7))) & 1).astype(bool)
+    return raw.select(*names).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def facts(cfg: dict[str, Any], data: DataFrame) -> dict[str, Any]:
