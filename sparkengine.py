@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent
 # Spark's approximate quantiles (the imputer's median, the profile's quantiles) are off by at most this share of
 # the rows in rank: a hundred-thousandth of the rows, at a sketch of a few megabytes per column.
 RANK_ERROR = 1e-5
+PARTITION_ROWS = 250_000  # rows per partition of the logistic regression's input (see fit)
 # Spark's L-BFGS stops at this relative change of the loss; tighter than sklearn's gradient tolerance, so the
 # Spark fit lands at least as close to the common optimum.
 TOLERANCE = 1e-10
@@ -88,8 +89,10 @@ def dataset(cfg: dict[str, Any], spark: SparkSession, manifest: dict[str, Any],
         placed = raw.select(*names, F.col("_metadata.file_name").alias("_file"),
                             F.col("_metadata.row_index").alias("_row"))
         raw = placed.join(spark.createDataFrame(left_out), ["_file", "_row"], "left_anti")
-    # Kept for the process's later passes (a fit reads its data dozens of times), spilled to disk beyond memory.
-    return raw.select(*names).persist(StorageLevel.MEMORY_AND_DISK)
+    # Kept for the process's later passes (a fit reads its data dozens of times) on local disk, written as it is
+    # read: a memory cache builds whole partitions in the JVM's heap first, which runs out of it beyond memory
+    # (the beyond-memory test saw it at 512 MB); the OS's page cache still serves these files from RAM it has.
+    return raw.select(*names).persist(StorageLevel.DISK_ONLY)
 
 
 def facts(cfg: dict[str, Any], data: DataFrame) -> dict[str, Any]:
@@ -123,8 +126,10 @@ def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> tuple
     scale = np.where(np.sqrt(var) < 10 * np.finfo(float).eps, 1.0, np.sqrt(var))  # as sklearn: constants stay
     z = [((F.col(s) - float(mu)) / float(sd)).alias(s) for s, mu, sd in zip(slots, mean, scale, strict=True)]
     standard = filled.select(*z, "_y", class_weights(filled, m["class_weight"], rows))
+    # Spark's logistic regression stacks each partition's rows into blocks in the heap before it stores them:
+    # partitions of at most PARTITION_ROWS keep that within a small heap (the beyond-memory test's 512 MB).
     vectors = VectorAssembler(inputCols=slots, outputCol="_features").transform(standard).select(
-        "_features", "_y", "_w").persist(StorageLevel.MEMORY_AND_DISK)
+        "_features", "_y", "_w").repartition(max(2, -(-rows // PARTITION_ROWS))).persist(StorageLevel.DISK_ONLY)
     try:
         # sklearn minimizes C * sum(w * loss) + |coef|^2 / 2; Spark sum(w * loss) / sum(w) + regParam * |coef|^2
         # / 2. Balanced weights sum to the row count, so regParam = 1 / (rows * C) is the same optimum.
