@@ -1,11 +1,14 @@
-"""The Spark engine (config "engine": "spark"): training fits on the store with Spark ML, so the data may outgrow this
-machine's memory. What it writes is what the pandas engine writes: the same scikit-learn Pipeline artifact (its
-parameters fitted here, copied into the Pipeline), so scoring, the API and the reports never know which engine ran.
+"""The Spark engine (config "engine": "spark"): ingestion checks and stores data files on Spark's workers, and
+training fits on the store with Spark ML, so the data may outgrow this machine's memory. What it writes is what the
+pandas engine writes: the same store batches and index (byte for byte), the same scikit-learn Pipeline artifact (its
+parameters fitted here, copied into the Pipeline) and reference profile, so scoring, the API and the reports never
+know which engine ran.
 
     import sparkengine                                   # needs pyspark (requirements-spark.txt) and Java 17
+    hashes = sparkengine.write_batch(cfg, batch_id, path, "x.csv", True)   # ingestion.py's hook; None: read it here
     spark = sparkengine.session(cfg, "training")         # one per process, from the config's spark section
     data = sparkengine.dataset(cfg, spark, manifest)     # the store's kept labelled rows, as a Spark DataFrame
-    model = sparkengine.fit(cfg, data, build_pipeline(cfg), rows)
+    model, profile = sparkengine.fit(cfg, data, build_pipeline(cfg), rows)
 
 The step scripts import this module only when the config chooses the engine. Spark's Python workers import it
 (and the project's helper modules) by name: on a cluster the project must be at the same path on every worker.

@@ -28,7 +28,7 @@ import scoring
 import sparkengine
 import store
 import training
-from config import load_config
+from config import ConfigError, load_config
 from conftest import make_workspace, run_json
 from datacontract import columns
 from drift import profile_levels
@@ -213,3 +213,15 @@ def test_spark_trains_on_data_larger_than_its_driver_memory(tmp_path: Path) -> N
                           "number_of_employees": [100.0] * 3})
     risk = model.predict_proba(probe)[:, 1]
     assert risk[0] > risk[1] > risk[2]
+
+
+def test_the_engine_keys_are_checked_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    for bad, key in (({"engine": "dask"}, "'engine'"), ({"spark": {"conf": {"spark.x": [1]}}}, "'spark.conf'"),
+                     ({"spark": {"master": ""}}, "'spark.master'"), ({"spark": "local"}, "'spark'")):
+        raw = json.loads((ws / "config.json").read_text())
+        (ws / "bad.json").write_text(json.dumps({**raw, **bad}))
+        with pytest.raises(ConfigError) as err:
+            load_config(ws / "bad.json")
+        assert key in str(err.value) and "\n" not in str(err.value), bad
+    assert load_config(ws / "config.json")["engine"] == "pandas"  # the default: today's behaviour
