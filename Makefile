@@ -8,8 +8,12 @@ STAMP := $(VENV)/.installed
 
 # Debian packages, as "command:package": what the tests drive for real (a cron daemon, the PDF report parsed back,
 # the dashboard in a headless browser, a PostgreSQL server for history_url). Debian's Python needs python3-venv
-# before it can make the .venv.
-TEST_PACKAGES := cron:cron pdftotext:poppler-utils chromium:chromium chromedriver:chromium-driver initdb:postgresql
+# before it can make the .venv. The Spark engine (config "engine": "spark") runs on Java 17; pyspark comes from
+# requirements-spark.txt.
+SPARK_PACKAGES := java:openjdk-17-jre-headless
+SPARK_STAMP := $(VENV)/.spark-installed
+TEST_PACKAGES := cron:cron pdftotext:poppler-utils chromium:chromium chromedriver:chromium-driver initdb:postgresql \
+	$(SPARK_PACKAGES)
 # Debian keeps PostgreSQL's server commands (initdb, pg_ctl) off PATH, in /usr/lib/postgresql/<version>/bin
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin
 VENV_PACKAGES := $(shell $(PYTHON) -c "import ensurepip" 2>/dev/null || echo python3-venv)
@@ -31,9 +35,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# pyspark into the .venv: by `make test` always, by `make run` when a config it runs chooses the Spark engine.
+$(SPARK_STAMP): $(STAMP) requirements-spark.txt
+	$(call install_missing,$(SPARK_PACKAGES),)
+	$(PY) -m pip install --quiet -r requirements-spark.txt
+	touch $(SPARK_STAMP)
+
+SPARK_CHOSEN = $(shell $(PY) -c "from config import load_config; print(any(load_config(c)['engine'] == 'spark' \
+	for c in ('config.json', 'config.practice.json')))" 2>/dev/null)
+
 # Bootstrap a first release from the practice data (only when nothing is deployed yet), then let the automated
 # process find the source data, detect the drift, retrain and deploy.
 run: $(STAMP)
+	@if [ "$(SPARK_CHOSEN)" = True ]; then $(MAKE) --no-print-directory $(SPARK_STAMP); fi
 	$(PY) fullprocess.py --config config.practice.json
 	$(PY) fullprocess.py
 	$(PY) deployment.py --list
@@ -69,7 +83,7 @@ system-packages:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: system-packages lint
+test: system-packages lint $(SPARK_STAMP)
 	$(PY) -m pytest -q
 
 CRON_LINE = $(shell grep -v '^\#' cronjob.txt | sed 's|@PROJECT@|$(CURDIR)|g')

@@ -70,6 +70,13 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
     "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),
     "model.imputer_strategy": ("median", ("mean", "median", "most_frequent"), "", "how missing features are filled"),
+    "engine": ("pandas", ("pandas", "spark"), "", "what ingestion and training run on: this process (pandas) or Apache "
+                                                 "Spark (sparkengine.py; pip install -r requirements-spark.txt)"),
+    "spark.master": ("local[*]", str, "", "the Spark engine's cluster: local[*] = this machine's cores, or a "
+                                          "cluster's master URL (spark://host:7077, yarn, k8s://...)"),
+    "spark.driver_memory": ("1g", str, "", "the Spark driver's JVM heap (spark.driver.memory)"),
+    "spark.conf": ({}, dict, "", "more Spark settings, name to value (spark.executor.memory, "
+                                 "spark.sql.shuffle.partitions, ...)"),
     "drift.rule": ("raw", ("raw", "parametric", "nonparametric"), "", "model-drift rule"),
     "drift.min_new_rows": (50, int, "", "fewer new labelled rows than this: insufficient data, wait"),
     "drift.min_new_positives": (5, int, "", "fewer exits among the new rows than this: insufficient data"),
@@ -170,6 +177,8 @@ def _check(key: str, value: Any) -> Any:
         raise ConfigError(f"key '{key}' must be a list of non-empty strings, got {json.dumps(value)}")
     if expected is list and not value and default:  # the feature columns: a model needs at least one
         raise ConfigError(f"key '{key}' must not be an empty list")
+    if expected is dict and not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+        raise ConfigError(f"key '{key}' must map names to text, numbers or true/false, got {json.dumps(value)}")
     if expected is str and not value:
         raise ConfigError(f"key '{key}' must not be empty")
     if expected in (int, float) and not isinstance(value, bool) and value < 0:
@@ -179,7 +188,8 @@ def _check(key: str, value: Any) -> Any:
 
 def _type_name(t: type) -> str:
     """A reader's name for a JSON type."""
-    return {str: "a string", int: "a whole number", float: "a number", list: "a list", bool: "true or false"}[t]
+    return {str: "a string", int: "a whole number", float: "a number", list: "a list", bool: "true or false",
+            dict: "an object"}[t]
 
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:

@@ -286,6 +286,17 @@ def _text_lines(text: str) -> Iterator[str]:
         yield text[start:]
 
 
+def row_end(data: bytes) -> int:
+    """Where the last complete row of a piece of CSV ends (after a line end outside quotes); 0 if none does."""
+    end = data.rfind(b"\n") + 1
+    quotes = data.count(b'"', 0, end)
+    while end and quotes % 2:  # inside a quoted field: that line end belongs to a value
+        before = data.rfind(b"\n", 0, end - 1) + 1
+        quotes -= data.count(b'"', before, end)
+        end = before
+    return end
+
+
 def _check_header(header: list[str], cfg: dict[str, Any], source: str, require_target: bool) -> None:
     """Every required column present exactly once; a wrong delimiter gets its own hint."""
     needed = columns(cfg) if require_target else list(cfg["feature_columns"])

@@ -36,18 +36,35 @@ def feature_profile(values: np.ndarray) -> dict[str, Any]:
     x = np.asarray(values, dtype="float64")
     present = np.sort(x[~np.isnan(x)])  # sorted once: every quantile and every bin count is read off it
     if present.size == 0:
-        return {"rows": int(x.size), "missing_rate": 1.0, "edges": [], "shares": [], "quantiles": []}
-    deciles = np.linspace(0, 1, DECILES + 1)[1:-1]
-    quantiles = np.quantile(present, np.concatenate([deciles, np.linspace(0, 1, QUANTILES)]))
-    edges = np.unique(quantiles[:deciles.size])
+        return profile_of(int(x.size), 0, np.empty(0), np.empty(0))
+    quantiles = np.quantile(present, profile_levels())
+    return profile_of(int(x.size), int(present.size), quantiles,
+                      np.searchsorted(present, bin_edges(quantiles), side="left"))
+
+
+def profile_levels() -> np.ndarray:
+    """The quantile levels a profile is read from: the inner deciles (its bin edges), then QUANTILES levels."""
+    return np.concatenate([np.linspace(0, 1, DECILES + 1)[1:-1], np.linspace(0, 1, QUANTILES)])
+
+
+def bin_edges(quantiles: np.ndarray) -> np.ndarray:
+    """A profile's bin edges: its distinct inner deciles."""
+    return np.unique(quantiles[:DECILES - 1])
+
+
+def profile_of(rows: int, present: int, quantiles: np.ndarray, below: np.ndarray) -> dict[str, Any]:
+    """A feature's profile from its counts (rows, values present, values below each bin edge) and its quantiles at
+    profile_levels(): what either engine computes, in one shape."""
+    if present == 0:
+        return {"rows": rows, "missing_rate": 1.0, "edges": [], "shares": [], "quantiles": []}
     # bin k holds edges[k-1] <= v < edges[k], as in psi()
-    counts = np.diff(np.concatenate([[0], np.searchsorted(present, edges, side="left"), [present.size]]))
+    counts = np.diff(np.concatenate([[0], below, [present]]))
     return {
-        "rows": int(x.size),
-        "missing_rate": float(1 - present.size / x.size),
-        "edges": edges.tolist(),
-        "shares": (counts / present.size).tolist(),
-        "quantiles": quantiles[deciles.size:].tolist(),
+        "rows": rows,
+        "missing_rate": float(1 - present / rows),
+        "edges": bin_edges(quantiles).tolist(),
+        "shares": (counts / present).tolist(),
+        "quantiles": np.asarray(quantiles)[DECILES - 1:].tolist(),
     }
 
 

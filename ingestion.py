@@ -33,7 +33,7 @@ import tablesource
 from artifacts import INGESTION_LOCK
 from atomicio import LockBusy, file_lock, remove_stale_temps, sha256_file
 from config import display_path, load_config
-from datacontract import DataError, header_names, parse_csv
+from datacontract import DataError, header_names, parse_csv, row_end
 from filerecord import (
     data_files,
     escape_name,
@@ -156,7 +156,8 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
                             f"folder; expected a file in the folder (copy it in instead)")
         labelled = has_target(path, cfg)
         chunks = read_chunks(path, cfg, shown, labelled)
-        if write:
+        hashes = spark_batch(cfg, batch_id, path, shown, labelled) if write and cfg["engine"] == "spark" else None
+        if write and hashes is None:
             _, hashes = store.write_batch(cfg, batch_id, chunks)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
@@ -246,6 +247,13 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
                                 "labelled": labelled}]}
 
 
+def spark_batch(cfg: dict[str, Any], batch_id: int, path: Path, shown: str, labelled: bool) -> np.ndarray | None:
+    """The spark engine's read of a data file into its batch (sparkengine.py): the batch's row hashes, or None when
+    the file is to be read here instead (every refusal is worded by read_chunks)."""
+    import sparkengine  # only here: pyspark is installed where a config chooses the engine (requirements-spark.txt)
+    return sparkengine.write_batch(cfg, batch_id, path, shown, labelled)
+
+
 def has_target(path: Path, cfg: dict[str, Any]) -> bool:
     """Whether a data file's header names the target column; a file without it is unlabelled monitoring data. When
     the header cannot be read here, True: the full read then says what is wrong."""
@@ -279,7 +287,7 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
             data = rest + more
             if not data:
                 return
-            cut = _row_end(data) if more else len(data)
+            cut = row_end(data) if more else len(data)
             if cut == 0:
                 raise DataError(f"{source}: a row longer than {size:,} bytes after row {row - 1}, expected rows of "
                                 f"a CSV file (config ingestion.chunk_bytes)")
@@ -298,17 +306,6 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
                 del df, piece  # not held while the next piece is read and parsed
             if last:
                 return
-
-
-def _row_end(data: bytes) -> int:
-    """Where the last complete row of a piece of CSV ends (after a line end outside quotes); 0 if none does."""
-    end = data.rfind(b"\n") + 1
-    quotes = data.count(b'"', 0, end)
-    while end and quotes % 2:  # inside a quoted field: that line end belongs to a value
-        before = data.rfind(b"\n", 0, end - 1) + 1
-        quotes -= data.count(b'"', before, end)
-        end = before
-    return end
 
 
 def _unreadable(e: OSError) -> str:

@@ -53,17 +53,21 @@ def build_pipeline(cfg: dict[str, Any]) -> Pipeline:
 def fit(cfg: dict[str, Any], df: Any) -> Pipeline:
     """Fit a fresh pipeline on a typed frame; StepError if it cannot be learnt from."""
     target = cfg["target_column"]
-    if len(df) == 0:
-        raise cli.StepError("no ingested data to train on; run ingestion.py first")
-    classes = sorted(df[target].unique().tolist())
-    if len(classes) < 2:
-        raise cli.StepError(f"all {len(df):,} ingested rows have {target}={classes[0]}: "
-                            f"a model needs both classes to learn from")
     X = df[cfg["feature_columns"]]
-    if X.isna().all().any():
-        empty = [c for c in X.columns if X[c].isna().all()]
-        raise cli.StepError(f"feature column {empty[0]!r} has no values at all in the ingested data")
+    refuse_untrainable(cfg, len(df), sorted(df[target].unique().tolist()),
+                       [c for c in X.columns if X[c].isna().all()])
     return build_pipeline(cfg).fit(X, df[target])
+
+
+def refuse_untrainable(cfg: dict[str, Any], rows: int, classes: list[int], empty: list[str]) -> None:
+    """StepError when data cannot be learnt from: no rows, one class, or a feature column without a value."""
+    if rows == 0:
+        raise cli.StepError("no ingested data to train on; run ingestion.py first")
+    if len(classes) < 2:
+        raise cli.StepError(f"all {rows:,} ingested rows have {cfg['target_column']}={classes[0]}: "
+                            f"a model needs both classes to learn from")
+    if empty:
+        raise cli.StepError(f"feature column {empty[0]!r} has no values at all in the ingested data")
 
 
 def calibrate(cfg: dict[str, Any], df: Any) -> dict[str, Any]:
@@ -85,15 +89,19 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     cli.progress("training", f"reading {display_path(cfg, store.folder(cfg))}")
     manifest = read_manifest(cfg)
-    df = store.read_dataset(cfg, manifest)
-    cli.progress("training", f"fitting on {len(df):,} rows")
-    model = fit(cfg, df)
+    if cfg["engine"] == "spark":
+        model, rows, exited_rate, profile, df = spark_fit(cfg, manifest)
+    else:
+        df = store.read_dataset(cfg, manifest)
+        cli.progress("training", f"fitting on {len(df):,} rows")
+        model, rows, exited_rate = fit(cfg, df), len(df), float(df[cfg["target_column"]].mean())
+        profile = reference_profile(df, cfg["feature_columns"])
     target = cfg["target_column"]
     out = artifacts.path(cfg, "model")
     meta = {
         "trained_at": history.now_iso(),
-        "rows": len(df),
-        "exited_rate": round(float(df[target].mean()), 4),
+        "rows": rows,
+        "exited_rate": round(exited_rate, 4),
         "features": list(cfg["feature_columns"]),
         "target": target,
         "data_commit": manifest["commit"],  # the store's state trained on: the profile belongs to the same
@@ -105,14 +113,27 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     # The profile is written before the model: a model on disk always has the profile of its own data.
     cli.progress("training", "profiling the features for drift checks, saving")
-    profile = {**reference_profile(df, cfg["feature_columns"]), **calibrate(cfg, df),
-               "data_commit": meta["data_commit"]}
+    profile = {**profile, **calibrate(cfg, df), "data_commit": meta["data_commit"]}
     with release_lock(cfg, "training"):  # a deployment copying models/ meanwhile would mix two trainings
         atomic_write_json(artifacts.path(cfg, "profile"), profile)
         save_model(model, out, meta)
-    log.info("trained on %d rows in %.2f s -> %s", len(df), meta["seconds"], out)
-    cli.progress("training", f"{len(df):,} rows in {time.monotonic() - started:.1f} s, done", last=True)
+    log.info("trained on %d rows in %.2f s -> %s", rows, meta["seconds"], out)
+    cli.progress("training", f"{rows:,} rows in {time.monotonic() - started:.1f} s, done", last=True)
     return {**meta, "model": display_path(cfg, out)}
+
+
+def spark_fit(cfg: dict[str, Any], manifest: dict[str, Any]) -> tuple[Pipeline, int, float, dict[str, Any], Any]:
+    """The spark engine's training (sparkengine.py): the model, rows, exit rate, reference profile, and a sample of
+    at most CALIBRATION_ROWS rows to calibrate on."""
+    import sparkengine  # only here: pyspark is installed where a config chooses the engine (requirements-spark.txt)
+    cli.progress("training", "starting Spark")
+    data = sparkengine.dataset(cfg, sparkengine.session(cfg, "training"), manifest)
+    facts = sparkengine.facts(cfg, data)
+    refuse_untrainable(cfg, facts["rows"], facts["classes"], facts["empty"])
+    cli.progress("training", f"fitting on {facts['rows']:,} rows with Spark")
+    model, profile = sparkengine.fit(cfg, data, build_pipeline(cfg), facts["rows"])
+    return model, facts["rows"], facts["exited_rate"], profile, sparkengine.sample(data, facts["rows"],
+                                                                                   CALIBRATION_ROWS)
 
 
 def summary(r: dict[str, Any]) -> str:

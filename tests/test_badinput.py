@@ -25,7 +25,15 @@ import pytest
 
 from badinput import BY_KIND, HEADER, KINDS, grow_file, one_row, write_bytes, write_corpus
 from config import load_config
-from conftest import ROOT, ingested_record, make_workspace, rejected_record, store_manifest, tree_hashes
+from conftest import (
+    ROOT,
+    ingested_record,
+    make_workspace,
+    rejected_record,
+    store_manifest,
+    tree_hashes,
+    write_config,
+)
 from datacontract import DataError, checked_parse, fast_parse, parse_csv
 from filerecord import escape_name
 
@@ -94,12 +102,14 @@ def typed_rows(ws: Path) -> set[tuple[Any, ...]]:
             for row in df.itertuples(index=False, name=None)}
 
 
-@pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=["pandas", "spark"])
+def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """Shipped data ingested (A); then every kind that must change nothing (B); then the good kinds (C); then a
-    run with nothing new (D)."""
+    run with nothing new (D); by each engine (the same verdicts and reasons are expected of both)."""
     base = Path(tempfile.mkdtemp(prefix="badinput-"))
     ws = make_workspace(base / "ws")
+    if request.param == "spark":
+        write_config(ws, engine="spark", spark={"master": "local[2]", "conf": {"spark.sql.shuffle.partitions": 2}})
     src, outside = ws / "sourcedata", ws / "outside"
     out: dict[str, Any] = {"ws": ws}
     out["A"], _ = ingest(ws)
