@@ -156,8 +156,10 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
                             f"folder; expected a file in the folder (copy it in instead)")
         labelled = has_target(path, cfg)
         chunks = read_chunks(path, cfg, shown, labelled)
-        hashes = spark_batch(cfg, batch_id, path, shown, labelled) if write and cfg["engine"] == "spark" else None
-        if write and hashes is None:
+        on_spark = spark_batch(cfg, batch_id, path, shown, labelled) if write and cfg["engine"] == "spark" else None
+        if on_spark is not None:
+            hashes = hashparts.new_hashes(held=[on_spark])
+        elif write:
             _, hashes = store.write_batch(cfg, batch_id, chunks)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)

@@ -371,7 +371,7 @@ def join_parts(path: Path, parts: list[Path]) -> np.ndarray | None:
     try:
         for part in parts:
             table = pq.read_table(part)
-            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer = writer or store.batch_writer(path, table.schema)
             writer.write_table(table)
             hashes.append(table.column(store.HASH).to_numpy())
     finally:

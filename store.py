@@ -63,6 +63,13 @@ def row_hashes(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(ordered, index=False, categorize=False).to_numpy(dtype=np.uint64)
 
 
+def batch_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """The Parquet writer of a batch file: every engine writes batches alike."""
+    # Random 64-bit hashes neither compress nor dictionary-encode: trying costs a fifth of the write.
+    packing = {c: "none" if c == HASH else "snappy" for c in schema.names}
+    return pq.ParquetWriter(path, schema, use_dictionary=[c for c in schema.names if c != HASH], compression=packing)
+
+
 def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame]) -> tuple[Path, dict[str, Any]]:
     """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes). The
     file is fsynced but named by no manifest yet: until one does, it is garbage."""
@@ -73,10 +80,7 @@ def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFram
         for df in frames:
             h = row_hashes(df)
             table = pa.Table.from_pandas(df.assign(**{HASH: h}), preserve_index=False)
-            if writer is None:
-                # Random 64-bit hashes neither compress nor dictionary-encode: trying costs a fifth of the write.
-                packing = {c: "none" if c == HASH else "snappy" for c in table.schema.names}
-                writer = pq.ParquetWriter(path, table.schema, use_dictionary=list(df.columns), compression=packing)
+            writer = writer or batch_writer(path, table.schema)
             writer.write_table(table)
             hold(hashes, h)
             del df, table  # before the next piece is parsed: a 32 MB piece takes 0.4 GB as a frame

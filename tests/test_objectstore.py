@@ -55,13 +55,13 @@ def s3() -> Iterator[str]:
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
-def host(path: Path, releases_url: str = RELEASES_URL) -> Path:
+def host(path: Path, releases_url: str = RELEASES_URL, **more: Any) -> Path:
     """A workspace whose releases live in the shared bucket, polled every half second by its API."""
     ws = make_workspace(path)
     api = {"release_poll_seconds": 0.5}
-    write_config(ws, prod_deployment_path=releases_url, api=api)
+    write_config(ws, prod_deployment_path=releases_url, api=api, **more)
     write_config(ws, "config.practice.json", input_folder_path="practicedata", output_model_path="practicemodels",
-                 prod_deployment_path=releases_url, api=api)
+                 prod_deployment_path=releases_url, api=api, **more)
     return ws
 
 
@@ -71,8 +71,14 @@ def listed(ws: Path) -> tuple[list[int], int | None]:
     return [r["version"] for r in releases], next((r["version"] for r in releases if r["current"]), None)
 
 
-def test_hosts_share_releases_and_an_api_follows_another_hosts_switch_under_load(s3: str, tmp_path: Path) -> None:
-    a, b = host(tmp_path / "a"), host(tmp_path / "b")
+@pytest.mark.parametrize("pointer", ["bucket", "postgresql"])
+def test_hosts_share_releases_and_an_api_follows_another_hosts_switch_under_load(
+        s3: str, tmp_path: Path, pointer: str, request: pytest.FixtureRequest) -> None:
+    """The current-release pointer is the bucket's `current` object, or with the history on PostgreSQL a row there
+    (the bucket then holds the files)."""
+    more = {"history_url": request.getfixturevalue("pg_url")} if pointer == "postgresql" else {}
+    url = f"s3://{BUCKET}/switch-{pointer}"
+    a, b = host(tmp_path / "a", url, **more), host(tmp_path / "b", url, **more)
     deploy_shipped(a)
     assert listed(a) == ([1, 2], 2)
     assert listed(b) == ([1, 2], 2), "host b sees the releases host a deployed"
