@@ -66,6 +66,9 @@ SCHEMA: dict[str, tuple[Any, Any, str, str]] = {
                                                  "wait on disk beside the store, by hash range"),
     "ingestion.held_hashes": (16_000_000, int, "", "the dataset's row hashes held in memory during a run; beyond, "
                                                    "they go to a file read one hash range at a time"),
+    "ingestion.hash_segments": (8, int, "", "the dataset's row hashes kept in one file and up to this many segments "
+                                            "(each run's new ones: an incremental run writes only those) before "
+                                            "they are merged into one file"),
     "model.C": (1.0, float, "", "inverse regularisation strength of LogisticRegression"),
     "model.max_iter": (1000, int, "", "LogisticRegression iteration limit"),
     "model.class_weight": (None, (None, "balanced"), "", "LogisticRegression class_weight"),

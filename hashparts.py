@@ -4,9 +4,11 @@
     hold(hs, row_hashes)                      # each piece's; past the limit they wait on disk, one file per range
     for p, h, rows in partitions(hs): ...     # range by range: the hashes and their row numbers, ascending
     keep, merged = first_seen(h, hashes_part(dataset_hashes, p))
+    keep, segment = first_new(h, [hashes_part(x, p) for x in (dataset_hashes, *segments)])  # or only the new ones
 
 store.py keeps the dataset's distinct hashes sorted (a sorted array is already grouped by range), in memory or in
-a raw uint64 file read one range at a time through a memory map.
+raw uint64 files read one range at a time through a memory map: one base file and a few segments (each run's own
+new hashes), merged into the base now and then.
 """
 from __future__ import annotations
 
@@ -85,15 +87,33 @@ def all_hashes(hs: dict[str, Any]) -> np.ndarray:
 
 def first_seen(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added."""
+    keep, distinct, pos, hit = _first_new(hashes, [seen])
+    merged = np.insert(seen, pos[0][~hit], distinct[~hit]) if (~hit).any() else seen
+    return keep, merged
+
+
+def first_new(hashes: np.ndarray, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are in none of the sorted arrays in seen nor repeated earlier in hashes; and their distinct
+    hashes, sorted (a segment of the dataset's hashes: hashes_part reads it like the rest)."""
+    keep, distinct, _, hit = _first_new(hashes, seen)
+    return keep, distinct[~hit]
+
+
+def _first_new(hashes: np.ndarray, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray],
+                                                                       np.ndarray]:
+    """first_seen's and first_new's lookup: the keep mask, the distinct hashes, where each falls in every seen
+    array, and whether any holds it."""
     distinct, first = np.unique(hashes, return_index=True)
-    # Looking up sorted hashes walks seen in order: ten times faster than random-order lookups at 10M rows.
-    pos = np.searchsorted(seen, distinct)
-    hit = (pos < len(seen)) & (seen[np.minimum(pos, max(len(seen) - 1, 0))] == distinct) if len(seen) \
-        else np.zeros(len(distinct), dtype=bool)
+    hit, positions = np.zeros(len(distinct), dtype=bool), []
+    for s in seen:
+        # Looking up sorted hashes walks s in order: ten times faster than random-order lookups at 10M rows.
+        pos = np.searchsorted(s, distinct)
+        positions.append(pos)
+        if len(s):
+            hit |= (pos < len(s)) & (s[np.minimum(pos, len(s) - 1)] == distinct)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[first[~hit]] = True
-    merged = np.insert(seen, pos[~hit], distinct[~hit]) if (~hit).any() else seen
-    return keep, merged
+    return keep, distinct, positions, hit
 
 
 def hashes_part(source: np.ndarray | Path, p: int) -> np.ndarray:

@@ -6,7 +6,9 @@
 Under <output_folder_path>/store/: batches/000012.parquet holds one file version's rows as read (typed, with their
 64-bit row hash); index-000031.npz says, per live batch, which of its rows the dataset keeps (a row is kept in the
 first live batch that holds it) and which were new to the store when ingested; hashes-000012.u64 holds the
-dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash range at a time); manifest.json
+dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash range at a time), and up to
+ingestion.hash_segments files hashes-000013-seg.u64 those that later batches added, each sorted (an incremental run
+writes its own hashes, not the dataset's: merged into a new hashes file once there are that many); manifest.json
 (filerecord.py) names the live batches, the index and the hashes. Ingestion writes a batch, then the hashes, the
 index and the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the
 next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they
@@ -38,7 +40,7 @@ import artifacts
 from atomicio import atomic_file, fsync_path
 from datacontract import columns
 from filerecord import escape_name, exports_untouched, write_manifest
-from hashparts import first_seen, hashes_part, hold, new_hashes, partitions
+from hashparts import first_new, first_seen, hashes_part, hold, new_hashes, partitions
 
 HASH = "_hash"
 EXPORT_ROWS = 1_000_000  # rows exported at a time
@@ -112,27 +114,38 @@ def batch_hashes(cfg: dict[str, Any], batch_id: int) -> np.ndarray:
 def dataset_hashes(index: dict[str, Any]) -> np.ndarray:
     """The dataset's distinct row hashes, sorted, in memory (a correction's bookkeeping needs them whole)."""
     h = index["hashes"]
-    return h if isinstance(h, np.ndarray) else np.fromfile(h, dtype="<u8")
+    base = h if isinstance(h, np.ndarray) else np.fromfile(h, dtype="<u8")
+    if not index["segments"]:
+        return base
+    return np.sort(np.concatenate([base, *(np.fromfile(s, dtype="<u8") for s in index["segments"])]))
 
 
 def dataset_rows(index: dict[str, Any]) -> int:
     """How many distinct rows the dataset holds."""
     h = index["hashes"]
-    return len(h) if isinstance(h, np.ndarray) else h.stat().st_size // 8
+    return (len(h) if isinstance(h, np.ndarray) else h.stat().st_size // 8) + \
+        sum(s.stat().st_size // 8 for s in index["segments"])
 
 
 def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], batch_id: int,
                write: bool) -> np.ndarray:
     """Which rows of a new batch join the dataset (in no live batch, not repeated earlier in it), one partition at
-    a time; index["hashes"] moves on to include them: an array up to ingestion.held_hashes (commit writes it),
-    else a new hashes file."""
+    a time. Their hashes go to a new segment file while the committed hashes file has fewer than
+    ingestion.hash_segments beside it; else the hashes file and its segments are merged with them into
+    index["hashes"]: an array up to ingestion.held_hashes (commit writes it), else a new hashes file."""
     keep = np.zeros(hs["rows"], dtype=bool)
-    source, merged = index["hashes"], []
+    source, segments, merged = index["hashes"], index["segments"], []
+    if write and isinstance(source, Path) and source.name == index["committed"] \
+            and len(segments) < cfg["ingestion"]["hash_segments"]:
+        return _add_segment(cfg, index, hs, batch_id, keep)
     held = dataset_rows(index) + hs["rows"] <= cfg["ingestion"]["held_hashes"]
     out = None if held or not write else folder(cfg) / f"hashes-{batch_id:06d}.u64"
     with open(out, "wb") if out else nullcontext() as f:
         for p, h, pos in partitions(hs):
-            part_keep, part = first_seen(h, hashes_part(source, p))
+            # The segments hold hashes new to the file and to each other: together with it, one sorted set.
+            seen = np.sort(np.concatenate([hashes_part(x, p) for x in (source, *segments)])) if segments \
+                else hashes_part(source, p)
+            part_keep, part = first_seen(h, seen)
             keep[pos[part_keep]] = True
             if f is None:
                 merged.append(part)
@@ -140,13 +153,27 @@ def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], b
                 f.write(part.tobytes())
     if isinstance(source, Path) and source.name != index.get("committed"):
         source.unlink(missing_ok=True)  # an earlier file of this run's: superseded before any commit named it
-    index["hashes"] = out if out else np.concatenate(merged)
+    index["hashes"], index["segments"] = (out if out else np.concatenate(merged)), []
+    return keep
+
+
+def _add_segment(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], batch_id: int,
+                 keep: np.ndarray) -> np.ndarray:
+    """add_hashes for a batch whose new hashes go to a segment file of their own (the commit syncs it)."""
+    out = folder(cfg) / f"hashes-{batch_id:06d}-seg.u64"
+    sources = [index["hashes"], *index["segments"]]
+    with open(out, "wb") as f:
+        for p, h, pos in partitions(hs):
+            part_keep, new = first_new(h, [hashes_part(x, p) for x in sources])
+            keep[pos[part_keep]] = True
+            f.write(new.tobytes())
+    index["segments"] = [*index["segments"], out]
     return keep
 
 
 def empty_index() -> dict[str, Any]:
     """The index of an empty store."""
-    return {"hashes": np.empty(0, dtype=np.uint64), "keep": {}, "fresh": {}, "committed": None}
+    return {"hashes": np.empty(0, dtype=np.uint64), "segments": [], "keep": {}, "fresh": {}, "committed": None}
 
 
 def load_index(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -168,12 +195,13 @@ def load_index(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
                 index[mask][b["id"]] = np.unpackbits(z[f"{mask}_{b['id']}"], count=b["rows"]).view(bool)
         legacy = z["hashes"] if "hashes" in z.files else None  # an index written before the hashes had a file
     hashes = folder(cfg) / manifest["hashes"] if manifest.get("hashes") else None
-    if hashes is not None and hashes.exists():
-        index["hashes"], index["committed"] = hashes, hashes.name
+    segments = [folder(cfg) / name for name in manifest.get("hash_segments", [])]
+    if hashes is not None and hashes.exists() and all(s.exists() for s in segments):
+        index["hashes"], index["committed"], index["segments"] = hashes, hashes.name, segments
     elif legacy is not None:
         index["hashes"] = legacy
     else:  # deleted by hand: the kept rows' hashes, from the batches
-        log.warning("%s is missing: rebuilding the dataset's hashes from the batches", hashes)
+        log.warning("%s or a segment of it is missing: rebuilding the dataset's hashes from the batches", hashes)
         kept = [batch_hashes(cfg, b["id"])[index["keep"][b["id"]]] for b in manifest["batches"]]
         index["hashes"] = np.sort(np.concatenate(kept)) if kept else empty_index()["hashes"]
     return index
@@ -187,7 +215,7 @@ def rebuild_keep(cfg: dict[str, Any], batches: list[dict[str, Any]], index: dict
     for b in batches:
         hashes = known[b["id"]] if b["id"] in known else batch_hashes(cfg, b["id"])
         index["keep"][b["id"]], seen = first_seen(hashes, seen)
-    index["hashes"] = seen
+    index["hashes"], index["segments"] = seen, []
     for gone in set(index["keep"]) - {b["id"] for b in batches}:
         index["keep"].pop(gone)
         index["fresh"].pop(gone, None)
@@ -205,6 +233,10 @@ def commit(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any])
     elif index["hashes"].name != index["committed"]:  # add_hashes leaves the syncing to the commit
         with open(index["hashes"], "rb") as f:
             os.fsync(f.fileno())
+    for segment in index["segments"]:
+        if segment.name not in manifest.get("hash_segments", []):
+            with open(segment, "rb") as f:
+                os.fsync(f.fileno())
     name = f"index-{manifest['commit']:06d}.npz"
     arrays = {}
     for b in manifest["batches"]:
@@ -213,6 +245,7 @@ def commit(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any])
     with atomic_file(folder(cfg) / name) as f:
         np.savez(f, **arrays)
     manifest["index"], manifest["hashes"] = name, index["hashes"].name
+    manifest["hash_segments"] = [s.name for s in index["segments"]]
     write_manifest(cfg, manifest)
     index["committed"] = manifest["hashes"]
     remove_garbage(cfg, manifest)
@@ -221,7 +254,8 @@ def commit(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any])
 def remove_garbage(cfg: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     """Remove store files the manifest does not name: batches, hashes and indexes of runs killed before their
     commit (and their spilled hashes), and those a commit superseded. Callers hold the ingestion lock."""
-    named = {manifest["index"], manifest.get("hashes"), *(batch_path(cfg, b["id"]).name for b in manifest["batches"])}
+    named = {manifest["index"], manifest.get("hashes"), *manifest.get("hash_segments", []),
+             *(batch_path(cfg, b["id"]).name for b in manifest["batches"])}
     gone = []
     store = folder(cfg)
     for p in [*store.glob("index-*.npz"), *store.glob("hashes-*.u64"), *(store / "batches").glob("*.parquet")]:

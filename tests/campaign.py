@@ -226,8 +226,8 @@ def store_garbage(cfg: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     """Store files no manifest names (batches, hashes and indexes of a run killed before its commit, or
     superseded)."""
     import store
-    named = {manifest["index"], manifest.get("hashes"), *(store.batch_path(cfg, b["id"]).name
-                                                          for b in manifest["batches"])}
+    named = {manifest["index"], manifest.get("hashes"), *manifest.get("hash_segments", []),
+             *(store.batch_path(cfg, b["id"]).name for b in manifest["batches"])}
     found = [*store.folder(cfg).glob("index-*.npz"), *store.folder(cfg).glob("hashes-*.u64"),
              *(store.folder(cfg) / "batches").glob("*.parquet")]
     return sorted(p.name for p in found if p.name not in named)

@@ -72,11 +72,13 @@ def manifest_of(files: dict[str, bytes]) -> dict[str, Any]:
 
 def index_of(files: dict[str, bytes]) -> dict[str, np.ndarray]:
     """The arrays of the index the manifest names (per batch the rows kept and new) and the dataset's sorted row
-    hashes (the hashes file it names)."""
+    hashes (the hashes file it names and its segments)."""
     manifest = manifest_of(files)
     with np.load(io.BytesIO(files["store/" + manifest["index"]])) as z:
         arrays = {name: z[name] for name in z.files}
-    return {**arrays, "hashes": np.frombuffer(files["store/" + manifest["hashes"]], dtype="<u8")}
+    names = [manifest["hashes"], *manifest.get("hash_segments", [])]
+    return {**arrays, "hashes": np.sort(np.concatenate([np.frombuffer(files["store/" + n], dtype="<u8")
+                                                        for n in names]))}
 
 
 def ingested_data(files: dict[str, bytes]) -> dict[str, Any]:

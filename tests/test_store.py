@@ -288,3 +288,45 @@ def test_a_file_larger_than_the_hashes_memory_dedups_on_disk_exactly_as_in_memor
                                                     (700, 500, distinct + 700)]
     assert exports["disk"] == exports["memory"]
     assert set(exports["disk"].decode().splitlines()[1:]) == {r.strip() for r in rows + second}
+
+
+def test_hashes_kept_in_segments_dedup_exactly_as_one_merged_file(tmp_path):
+    """With the dataset's hashes in segments (ingestion.hash_segments: each run writes only its own new hashes,
+    merged into one file once there are that many), four runs of new files, a correction and a segment deleted by
+    hand keep the same rows and write the same export as with every run merging them into one file."""
+    rng = random.Random(15)
+    rows = [f"c{i:05d},{rng.randrange(5000)},{rng.randrange(90000)},{rng.randrange(300)},{rng.randrange(2)}\n"
+            for i in range(800)]
+    files = {"a.csv": rows[:300], "b.csv": rows[200:500],    # b repeats 100 of a's rows (in the base file)
+             "c.csv": rows[400:650] + rows[:10],            # c: 100 of b's (in a segment) and 10 of a's
+             "d.csv": rows[600:] + rows[450:460]}           # d: c's and b's rows, two segments back
+    results, exports, kept = {}, {}, {}
+    for how, segments in (("segments", 2), ("merged", 0)):
+        ws = tmp_path / how
+        (ws / "sourcedata").mkdir(parents=True)
+        shutil.copytree(ROOT / "testdata", ws / "testdata")
+        write_config(ws, ingestion={"settle_seconds": 0, "unterminated_seconds": 0, "hash_segments": segments})
+        results[how], kept[how] = [], []
+        for name, lines in files.items():
+            (ws / "sourcedata" / name).write_text(HEADER + "".join(lines))
+            r = run_json("ingestion.py", ws)
+            results[how].append((r["rows_added"], r["duplicates_dropped"], r["total_rows"]))
+            kept[how].append(len(manifest(ws).get("hash_segments", [])))
+        (ws / "sourcedata" / "b.csv").write_text(HEADER + "".join(rows[200:380]))  # corrected: 20 rows gone
+        r = run_json("ingestion.py", ws)
+        results[how].append((r["rows_added"], r["rows_removed"], r["total_rows"]))
+        kept[how].append(len(manifest(ws).get("hash_segments", [])))
+        (ws / "sourcedata" / "e.csv").write_text(HEADER + "".join(rows[470:490]) + "e1,1,2,3,0\n")
+        run_json("ingestion.py", ws)
+        for name in manifest(ws).get("hash_segments", []):   # deleted by hand: rebuilt from the batches
+            (ws / "ingesteddata" / "store" / name).unlink()
+        (ws / "sourcedata" / "f.csv").write_text(HEADER + "".join(rows[470:480]) + "f1,1,2,3,0\n")
+        r = run_json("ingestion.py", ws)
+        results[how].append((r["rows_added"], r["duplicates_dropped"], r["total_rows"]))
+        exports[how] = (ws / "ingesteddata" / "finaldata.csv").read_bytes()
+    assert kept == {"segments": [0, 1, 2, 0, 0], "merged": [0, 0, 0, 0, 0]}
+    assert results["segments"] == results["merged"] == [(300, 0, 300), (200, 100, 500), (150, 110, 650),
+                                                        (150, 60, 800), (0, 20, 780), (1, 10, 782)]
+    assert exports["segments"] == exports["merged"]
+    assert set(exports["segments"].decode().splitlines()[1:]) == \
+        {r.strip() for r in rows[:380] + rows[400:]} | {"e1,1,2,3,0", "f1,1,2,3,0"}
