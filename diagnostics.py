@@ -82,6 +82,22 @@ def missing_table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def dataset_figures(cfg: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Rows, summary statistics and missing data of the ingested dataset: Spark aggregates on the spark engine (the
+    data need not fit this process), else from the frame store.read_dataset gives."""
+    manifest = read_manifest(cfg)
+    if cfg["engine"] == "spark":
+        import sparkengine  # only here: pyspark is installed where a config chooses the engine
+
+        data = sparkengine.dataset(cfg, sparkengine.session(cfg, "diagnostics"), manifest)
+        try:
+            return sparkengine.summary(cfg, data)
+        finally:
+            data.unpersist()
+    df = store.read_dataset(cfg, manifest)
+    return len(df), summary_stats(df, cfg), missing_table(df)
+
+
 def timings(cfg: dict[str, Any]) -> dict[str, Any]:
     """Durations of recent real runs of each step, from the history store."""
     def read(db: Any) -> dict[str, Any]:
@@ -153,14 +169,14 @@ def diagnose(cfg: dict[str, Any]) -> dict[str, Any]:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         previous = {}
-    df = store.read_dataset(cfg, read_manifest(cfg))
+    rows, stats, missing = dataset_figures(cfg)
     release = releases.current_release(cfg)
     result = {
         "generated_at": history.now_iso(),
         "release": release["version"] if release else None,
-        "data_rows": len(df),
-        "summary_stats": summary_stats(df, cfg),
-        "missing_data": missing_table(df),
+        "data_rows": rows,
+        "summary_stats": stats,
+        "missing_data": missing,
         "timings": timings(cfg),
         "dependencies": dependencies(cfg, previous.get("dependencies")),
         "drift": latest_drift(cfg),
@@ -215,18 +231,15 @@ def model_predictions(df: pd.DataFrame | None = None, *, config_path: str | Path
 
 def dataframe_summary(*, config_path: str | Path | None = None) -> list[list[Any]]:
     """[column, mean, median, std] for each numeric column (features and target) of the ingested data."""
-    cfg = load_config(config_path)
-    stats = summary_stats(store.read_dataset(cfg, read_manifest(cfg)), cfg)
+    _, stats, _ = dataset_figures(load_config(config_path))
     return [[col, s["mean"], s["median"], s["std"]] for col, s in stats.items()]
 
 
 def missing_data(*, config_path: str | Path | None = None) -> list[list[Any]]:
     """[column, fraction of rows missing] for each column of the ingested data."""
-    cfg = load_config(config_path)
-    data = store.read_dataset(cfg, read_manifest(cfg))
-    n = len(data)
+    n, _, missing = dataset_figures(load_config(config_path))
     # From the counts, not the rounded percent: the fraction is exact.
-    return [[col, m["count"] / n if n else 0.0] for col, m in missing_table(data).items()]
+    return [[col, m["count"] / n if n else 0.0] for col, m in missing.items()]
 
 
 def execution_time(*, config_path: str | Path | None = None) -> list[float]:

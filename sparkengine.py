@@ -110,6 +110,36 @@ def facts(cfg: dict[str, Any], data: DataFrame) -> dict[str, Any]:
             "empty": [f for i, f in enumerate(features) if row[f"present_{i}"] == 0]}
 
 
+def summary(cfg: dict[str, Any], data: DataFrame) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """What diagnostics.summary_stats and missing_table say of a dataset, as Spark aggregates (one pass, and the
+    exact medians): rows, per numeric column count/mean/median/std/min/max, per column missing count and percent."""
+    numeric = [*cfg["feature_columns"], cfg["target_column"]]
+    ident = cfg["id_column"]
+    present = {c: F.when(~F.isnan(c), F.col(c)) for c in numeric}
+    missing = {c: (F.col(c).isNull() | F.isnan(c)) for c in numeric}
+    missing[ident] = F.col(ident).isNull() | (F.col(ident) == "")
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    for i, c in enumerate(numeric):
+        aggs += [F.count(present[c]).alias(f"n{i}"), F.mean(present[c]).alias(f"mean{i}"),
+                 F.stddev_samp(present[c]).alias(f"std{i}"), F.min(present[c]).alias(f"min{i}"),
+                 F.max(present[c]).alias(f"max{i}")]
+    aggs += [F.sum(F.when(m, 1).otherwise(0)).alias(f"miss_{c}") for c, m in missing.items()]
+    row = data.agg(*aggs).first()
+    medians = exact_quantiles(data, numeric, np.array([0.5]))
+    rows = int(row["rows"])
+    stats = {}
+    for i, c in enumerate(numeric):
+        n = int(row[f"n{i}"])
+        stats[c] = {"count": n, "mean": row[f"mean{i}"] if n else None,
+                    "median": float(medians[c][0]) if n else None, "std": row[f"std{i}"] if n > 1 else None,
+                    "min": row[f"min{i}"] if n else None, "max": row[f"max{i}"] if n else None}
+    gaps = {}
+    for c in columns(cfg):  # the frame's column order, as missing_table walks it
+        count = int(row[f"miss_{c}"] or 0)
+        gaps[c] = {"count": count, "percent": round(100 * count / rows, 4) if rows else 0.0}
+    return rows, stats, gaps
+
+
 def fit(cfg: dict[str, Any], data: DataFrame, pipeline: Any, rows: int) -> tuple[Any, dict[str, Any]]:
     """Fit the model on Spark and return it as the untrained scikit-learn pipeline (impute, scale, classify) with
     Spark's fitted parameters in it (the same artifact the pandas engine writes), and the reference profile: one

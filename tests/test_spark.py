@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import artifacts
+import diagnostics
 import ingestion
 import scoring
 import sparkengine
@@ -225,3 +226,15 @@ def test_the_engine_keys_are_checked_with_one_line_naming_the_key(tmp_path: Path
             load_config(ws / "bad.json")
         assert key in str(err.value) and "\n" not in str(err.value), bad
     assert load_config(ws / "config.json")["engine"] == "pandas"  # the default: today's behaviour
+
+
+def test_diagnostics_figures_are_spark_aggregates_equal_to_the_pandas_engines(engines: dict[str, Any],
+                                                                               spark: Any) -> None:
+    rows_p, stats_p, missing_p = diagnostics.dataset_figures(engines["pandas"]["cfg"])
+    rows_s, stats_s, missing_s = diagnostics.dataset_figures(engines["spark"]["cfg"])
+    assert rows_s == rows_p > 0
+    assert missing_s == missing_p
+    assert list(stats_s) == list(stats_p)
+    for col, figures in stats_p.items():
+        for name, value in figures.items():
+            assert stats_s[col][name] == pytest.approx(value, rel=1e-9, abs=1e-12), (col, name)
