@@ -51,7 +51,7 @@ from artifacts import (
 from atomicio import LockBusy, atomic_write_json, file_lock, fsync_path, sha256_file
 from config import display_path, load_config
 from modelstore import ModelError, load_model
-from releases import PARTIAL, current_release, list_releases, release_dir, remote
+from releases import PARTIAL, current_release, list_releases, release_dir, remote, versions
 
 log = logging.getLogger("deployment")
 
@@ -129,8 +129,8 @@ def _deploy_locked(cfg: dict[str, Any], expected: int | None = None) -> dict[str
     _remove_partials(base)
     _remove_partials(prod)
     previous = current_release(cfg)
-    known = [int(p.name) for p in base.iterdir() if p.name.isdigit()] + [r["version"] for r in list_releases(cfg)]
-    version = max(known, default=0) + 1
+    # the shared store's numbers too: another host may have deployed releases this host never fetched
+    version = max([int(p.name) for p in base.iterdir() if p.name.isdigit()] + versions(cfg), default=0) + 1
     staging = base / f"{PARTIAL}{version:04d}"
     staging.mkdir()
     sources = [cfg["output_model_path"] / n for n in MODEL_FILES] + [cfg["output_folder_path"] / INGESTED]

@@ -126,7 +126,7 @@ def list_releases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Manifests of every complete kept release, oldest first, the current one marked."""
     current = current_version(cfg)
     out = []
-    for version in _versions(cfg):
+    for version in versions(cfg):
         folder = release_dir(cfg, version)
         try:
             if (folder / MANIFEST).is_file() or not remote(cfg):
@@ -140,7 +140,7 @@ def list_releases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _versions(cfg: dict[str, Any]) -> list[int]:
+def versions(cfg: dict[str, Any]) -> list[int]:
     """The numbers of the kept releases that have a manifest (in the shared store, or the local folder)."""
     url = remote(cfg)
     if url:

@@ -22,6 +22,7 @@ import re
 import sqlite3
 import time
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import artifacts
@@ -93,7 +94,7 @@ def _read(cfg: dict[str, Any], after: Any, what: str, limit: int | None = None) 
         raise TableError(f"input_table {source_name(cfg)} at {shown_url(url)}: cannot be read ({first})") from None
 
 
-def state_path(cfg: dict[str, Any]) -> Any:
+def state_path(cfg: dict[str, Any]) -> Path:
     """Where the last ingested key is kept."""
     return artifacts.path(cfg, "table") / "state.json"
 

@@ -125,8 +125,7 @@ def bench(switches: int, seconds: float, write: bool) -> dict[str, Any]:
                 rows[(path, name)] = measure(f"http://127.0.0.1:{ports[name]}/{path}", method, body,
                                              servers[name], 8, seconds, "threads", 10)
         info = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                "latencies": latencies, "asked": asked, "failed": failed, "rows": rows, "seconds": seconds,
-                "poll": json.loads((ROOT / "config.json").read_text()).get("api", {}).get("release_poll_seconds")}
+                "latencies": latencies, "asked": asked, "failed": failed, "rows": rows, "seconds": seconds}
         print(render(info))
         if write:
             write_doc(DOC, render(info), MARKS)
