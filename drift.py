@@ -17,6 +17,10 @@ shares themselves, widened for the reference's own sampling noise; the chi2(bins
 large batches: at 30 rows empty bins alone push PSI past it) and KS must be significant (p < alarm_rate/m); each
 must also reach a small minimum effect (psi_warn / ks_warn for WARN, psi_drift / ks_drift for DRIFT), so that a
 shift too small to matter is not DRIFT at a million rows.
+
+Both parts read figures of the new rows (new_row_figures: confusion counts, expected counts, per feature the values
+below each bin edge and quantile and the CDF gaps), never the rows themselves, so the Spark engine can compute the
+same figures where the rows lie (sparkengine.new_row_figures) and release_verdicts gives the same verdicts.
 """
 from __future__ import annotations
 
@@ -73,16 +77,52 @@ def reference_profile(df: Any, features: list[str]) -> dict[str, Any]:
     return {"rows": int(len(df)), "features": {f: feature_profile(df[f].to_numpy()) for f in features}}
 
 
-def psi(profile: dict[str, Any], present: np.ndarray, missing: int, level: float) -> tuple[float, float]:
-    """PSI of new values (sorted, without the missing ones) against a profile (decile bins + a missing bin), and
-    its no-shift noise floor: the PSI that samples of this size from the reference exceed with probability level."""
-    n = present.size + missing
-    edges = np.asarray(profile["edges"])
+def value_counts(ref: dict[str, Any], values: Any) -> dict[str, Any]:
+    """What PSI and KS need of a feature's new values (NaN = missing) against its reference profile, as counts and
+    the CDF gaps: the Spark engine computes the same figures as aggregates (sparkengine.value_counts)."""
+    x = np.asarray(values, dtype="float64")
+    missing = np.isnan(x)
+    present = np.sort(x[~missing])  # sorted once, for every count
+    # The new CDF at each distinct value is the count up to the last of its ties: read off the sorted values.
+    last = np.append(present[1:] != present[:-1], True) if present.size else np.zeros(0, dtype=bool)
+    return counts_of(ref, int(present.size), int(np.count_nonzero(missing)),
+                     np.searchsorted(present, ref["edges"], side="left"),
+                     np.searchsorted(present, ref["quantiles"], side="right"),
+                     cdf_gaps(ref, present[last], np.flatnonzero(last) + 1, present.size))
+
+
+def counts_of(ref: dict[str, Any], present: int, missing: int, below_edges: Any, upto_quantiles: Any,
+              gaps: tuple[float, float]) -> dict[str, Any]:
+    """A feature's new-value figures in one shape, from either engine: values present and missing, values below each
+    bin edge, values at or below each reference quantile, and the largest and smallest new-minus-reference CDF gap
+    at the distinct new values."""
+    return {"present": present, "missing": missing, "below_edges": np.asarray(below_edges, dtype=np.int64),
+            "upto_quantiles": np.asarray(upto_quantiles, dtype=np.int64), "gaps": gaps}
+
+
+def reference_cdf(ref: dict[str, Any], values: np.ndarray) -> np.ndarray:
+    """The reference CDF at values: linear between the profile's quantiles, 0 below and 1 above them."""
+    q = np.asarray(ref["quantiles"])
+    return np.interp(values, q, np.linspace(0, 1, q.size), left=0.0, right=1.0)
+
+
+def cdf_gaps(ref: dict[str, Any], values: np.ndarray, upto: np.ndarray, n: int) -> tuple[float, float]:
+    """The largest and smallest new CDF (upto / n at each distinct new value) minus the reference CDF; (0, 0) for no
+    values. A part of the sorted values with the counts below it left out gives gaps to shift by them / n."""
+    if not len(values) or not ref["quantiles"]:
+        return 0.0, 0.0
+    gap = upto / n - reference_cdf(ref, values)
+    return float(np.max(gap)), float(np.min(gap))
+
+
+def psi(profile: dict[str, Any], counts: dict[str, Any], level: float) -> tuple[float, float]:
+    """PSI of new values (their value_counts) against a profile (decile bins + a missing bin), and its no-shift noise
+    floor: the PSI that samples of this size from the reference exceed with probability level."""
+    present, n = counts["present"], counts["present"] + counts["missing"]
     ref = np.append(np.asarray(profile["shares"]) * (1 - profile["missing_rate"]), profile["missing_rate"])
-    # Bin k holds edges[k-1] <= v < edges[k]: counted by looking the edges up in the sorted values (10 look-ups
-    # instead of a million).
-    counts = np.diff(np.concatenate([[0], np.searchsorted(present, edges, side="left"), [present.size]]))
-    new = np.append(counts, missing) / n
+    # Bin k holds edges[k-1] <= v < edges[k]: its count is the difference of the values below its two edges.
+    binned = np.diff(np.concatenate([[0], counts["below_edges"], [present]]))
+    new = np.append(binned, counts["missing"]) / n
     value = float(_psi_of_shares(ref, new))
     # The floor: PSI of samples of n rows drawn from the reference shares (seeded: the same data, the same verdict),
     # times (1 + n/m) for the noise of the m-row reference sample itself (PSI ~ chi2 * (1/n + 1/m)).
@@ -97,22 +137,18 @@ def _psi_of_shares(ref: np.ndarray, new: np.ndarray) -> np.ndarray:
     return np.sum((q - r) * np.log(q / r), axis=-1)
 
 
-def ks(profile: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
-    """Two-sample KS distance of new values (sorted, without the missing ones) against the reference quantiles,
-    and its asymptotic p-value."""
-    q = np.asarray(profile["quantiles"])
-    if present.size == 0 or q.size == 0:
+def ks(profile: dict[str, Any], counts: dict[str, Any]) -> tuple[float, float]:
+    """Two-sample KS distance of new values (their value_counts) against the reference quantiles, and its
+    asymptotic p-value."""
+    q, n = np.asarray(profile["quantiles"]), counts["present"]
+    if n == 0 or q.size == 0:
         return 0.0, 1.0
-    probs = np.linspace(0, 1, q.size)
-    # The largest gap between the two CDFs, at the reference quantiles and at each distinct new value (the new
-    # CDF there is the count up to the last of its ties: read off the sorted values, no search needed).
-    last = np.append(present[1:] != present[:-1], True)
-    values, f_new = present[last], (np.flatnonzero(last) + 1) / present.size
-    d = float(np.max(np.abs(f_new - np.interp(values, q, probs, left=0.0, right=1.0))))
-    at_q = np.searchsorted(present, q, side="right") / present.size
-    d = max(d, float(np.max(np.abs(at_q - np.interp(q, q, probs, left=0.0, right=1.0)))))
+    # The largest gap between the two CDFs: at each distinct new value, and at the reference quantiles.
+    high, low = counts["gaps"]
+    at_q = counts["upto_quantiles"] / n
+    d = max(high, -low, float(np.max(np.abs(at_q - reference_cdf(profile, q)))))
     m = profile["rows"] * (1 - profile["missing_rate"])
-    n_eff = present.size * m / (present.size + m) if m else present.size
+    n_eff = n * m / (n + m) if m else n
     return d, kolmogorov_sf(d * math.sqrt(n_eff))
 
 
@@ -125,22 +161,33 @@ def kolmogorov_sf(lam: float) -> float:
 
 
 def data_drift(profile: dict[str, Any], df: Any, features: list[str], t: dict[str, Any]) -> dict[str, Any]:
-    """Per-feature PSI/KS with OK/WARN/DRIFT verdicts and the overall (worst) verdict. The false-alarm rate holds
+    """Per-feature PSI/KS with OK/WARN/DRIFT verdicts and the overall (worst) verdict, for a frame of new rows."""
+    counts = {f: value_counts(profile["features"][f], df[f].to_numpy()) for f in features
+              if _has_reference(profile, f) and len(df)}
+    return data_verdicts(profile, counts, int(len(df)), features, t)
+
+
+def _has_reference(profile: dict[str, Any], feature: str) -> bool:
+    """Whether the profile can judge a feature: it has bins for it."""
+    return bool((profile["features"].get(feature) or {}).get("edges"))
+
+
+def data_verdicts(profile: dict[str, Any], counts: dict[str, dict[str, Any]], rows: int, features: list[str],
+                  t: dict[str, Any]) -> dict[str, Any]:
+    """data_drift from each feature's value_counts (absent: no reference or no rows). The false-alarm rate holds
     per check: each of the 2 x features tests is significant only at alarm_rate / (2 x features) (Bonferroni), so
     unchanged data says DRIFT in at most alarm_rate of checks, whatever the batch size and the number of features."""
     rank = {"OK": 0, "WARN": 1, "DRIFT": 2}
     level = t["alarm_rate"] / max(2 * len(features), 1)
     out = []
     for f in features:
-        x = np.asarray(df[f].to_numpy(), dtype="float64")
-        ref = profile["features"].get(f)
-        if ref is None or not ref["edges"] or x.size == 0:
+        c = counts.get(f)
+        if c is None:
             out.append({"feature": f, "verdict": "OK", "note": "no reference or no rows"})
             continue
-        missing = np.isnan(x)
-        present = np.sort(x[~missing])  # sorted once, for both statistics
-        p, floor = psi(ref, present, int(np.count_nonzero(missing)), level)
-        d, pval = ks(ref, present)
+        ref = profile["features"][f]
+        p, floor = psi(ref, c, level)
+        d, pval = ks(ref, c)
         psi_real, ks_real = p > floor, pval < level
         if (psi_real and p >= t["psi_drift"]) or (ks_real and d >= t["ks_drift"]):
             verdict = "DRIFT"
@@ -149,9 +196,10 @@ def data_drift(profile: dict[str, Any], df: Any, features: list[str], t: dict[st
         else:
             verdict = "OK"
         out.append({"feature": f, "psi": round(p, 6), "psi_floor": round(floor, 6), "ks": round(d, 6),
-                    "ks_pvalue": pval, "missing_rate": float(np.isnan(x).mean()), "verdict": verdict})
+                    "ks_pvalue": pval, "missing_rate": c["missing"] / (c["present"] + c["missing"]),
+                    "verdict": verdict})
     worst = max((o["verdict"] for o in out), key=rank.__getitem__, default="OK")
-    return {"verdict": worst, "features": out, "rows": int(len(df))}
+    return {"verdict": worst, "features": out, "rows": rows}
 
 
 def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -160,13 +208,19 @@ def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
 
 
-def bootstrap_f1(y: np.ndarray, pred: np.ndarray, samples: int, confidence: float,
-                 seed: int = 0) -> tuple[float, float, float]:
-    """F1 of predictions and its bootstrap interval (resampling rows = resampling the confusion counts)."""
+def confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """True positives, false positives, false negatives and true negatives of predictions."""
     y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
-    counts = np.array([(y & pred).sum(), (~y & pred).sum(), (y & ~pred).sum(), (~y & ~pred).sum()])
+    return np.array([(y & pred).sum(), (~y & pred).sum(), (y & ~pred).sum(), (~y & ~pred).sum()])
+
+
+def bootstrap_f1(counts: np.ndarray, samples: int, confidence: float, seed: int = 0) -> tuple[float, float, float]:
+    """F1 of predictions (their confusion counts) and its bootstrap interval (resampling rows = resampling the
+    confusion counts)."""
+    counts = np.asarray(counts)
+    n = int(counts.sum())
     f1 = float(f1_from_counts(*counts[:3]))
-    draws = np.random.default_rng(seed).multinomial(len(y), counts / len(y), size=samples)
+    draws = np.random.default_rng(seed).multinomial(n, counts / n, size=samples)
     boot = f1_from_counts(draws[:, 0], draws[:, 1], draws[:, 2])
     alpha = (1 - confidence) / 2
     return f1, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
@@ -188,18 +242,25 @@ def threshold(rule: str, deployed: float, past: list[float], min_history: int) -
 
 def model_drift(y: np.ndarray, pred: np.ndarray, deployed: float, past: list[float],
                 t: dict[str, Any]) -> dict[str, Any]:
-    """Verdict drift / no-drift / insufficient-data for the deployed model's predictions on new rows. A check is
-    conclusive when the data can tell: enough rows, exits or predicted exits to score F1 on (a shift that makes exits
-    rare while the model keeps predicting them collapses precision, and F1 with it), and an interval narrow enough
-    to put the score below the threshold by more than the margin (drift) or within the margin of it (no-drift)."""
-    n, positives, predicted = int(len(y)), int(np.sum(y)), int(np.sum(pred))
+    """model_verdict of the deployed model's predictions on new labelled rows."""
+    return model_verdict(confusion(y, pred), deployed, past, t)
+
+
+def model_verdict(counts: np.ndarray, deployed: float, past: list[float], t: dict[str, Any]) -> dict[str, Any]:
+    """Verdict drift / no-drift / insufficient-data from the confusion counts of the deployed model on new rows. A
+    check is conclusive when the data can tell: enough rows, exits or predicted exits to score F1 on (a shift that
+    makes exits rare while the model keeps predicting them collapses precision, and F1 with it), and an interval
+    narrow enough to put the score below the threshold by more than the margin (drift) or within the margin of it
+    (no-drift)."""
+    tp, fp, fn, _ = (int(c) for c in counts)
+    n, positives, predicted = int(np.sum(counts)), tp + fn, tp + fp
     if n < t["min_new_rows"] or max(positives, predicted) < t["min_new_positives"]:
         return {"verdict": "insufficient-data", "rule": t["rule"], "new_rows": n, "deployed_score": deployed,
                 "reason": f"{n} new rows with {positives} exits and {predicted} predicted; a check needs at least "
                           f"{t['min_new_rows']} rows and {t['min_new_positives']} exits or predicted exits (they "
                           f"count toward the next check)"}
     rule, limit, how = threshold(t["rule"], deployed, past, t["min_history"])
-    f1, lo, hi = bootstrap_f1(y, pred, t["bootstrap_samples"], t["confidence"])
+    f1, lo, hi = bootstrap_f1(counts, t["bootstrap_samples"], t["confidence"])
     base = {"rule": rule, "new_rows": n, "new_score": f1, "ci_low": lo, "ci_high": hi, "deployed_score": deployed,
             "threshold": limit}
     interval = f"F1 {f1:.3f} on {n:,} new rows ({t['confidence']:.0%} interval {lo:.3f}-{hi:.3f})"
@@ -217,21 +278,37 @@ def model_drift(y: np.ndarray, pred: np.ndarray, deployed: float, past: list[flo
     return {**base, "verdict": "no-drift", "reason": f"{interval} is {why} {limit:.3f} ({how})"}
 
 
-def check_release(cfg: dict[str, Any], model: Any, profile: dict[str, Any], deployed: float, past: list[float],
-                  new: Any, unlabelled: Any = None) -> dict[str, Any]:
-    """A release on new rows: model drift on the labelled ones; data drift, prediction drift and the label-free
-    performance estimate on all of them; the exit rate of the labelled ones."""
+def new_row_figures(cfg: dict[str, Any], model: Any, profile: dict[str, Any], new: Any,
+                    unlabelled: Any = None) -> dict[str, Any]:
+    """What a check needs of new rows, as counts and sums (the Spark engine computes the same figures as aggregates,
+    sparkengine.new_row_figures): the deployed model's confusion counts on the labelled rows, the label-free
+    estimate's expected counts and each feature's and the predicted risk's value_counts on all of them."""
     import pandas as pd
-    feats, t = cfg["feature_columns"], cfg["drift"]
+    feats = cfg["feature_columns"]
     rows = new[feats] if unlabelled is None or not len(unlabelled) else \
         pd.concat([new[feats], unlabelled[feats]], ignore_index=True)
     proba = model.predict_proba(rows)[:, 1] if len(rows) else np.empty(0)
-    y = new[cfg["target_column"]].to_numpy()
-    pred = (proba[:len(new)] > 0.5).astype(int)  # what model.predict says: a logistic regression's cut is 0.5
-    data = data_drift(profile, rows, feats, t)
-    return {**model_drift(y, pred, deployed, past, t), "data_verdict": data["verdict"], "features": data["features"],
-            "unlabelled_rows": len(rows) - len(new), "estimated": estimate_performance(profile, proba, t),
-            "prediction": prediction_drift(profile, proba, t), "prior": prior_shift(profile, y, t)}
+    pred = proba > 0.5  # what model.predict says: a logistic regression's cut is 0.5
+    cal = profile.get("calibration")
+    return {"rows": int(len(rows)), "labelled": confusion(new[cfg["target_column"]].to_numpy(), pred[:len(new)]),
+            "predicted": int(np.count_nonzero(pred)),
+            "expected": expected_counts(np.interp(proba, cal["x"], cal["y"]), pred) if cal else None,
+            "features": {f: value_counts(profile["features"][f], rows[f].to_numpy()) for f in feats
+                         if _has_reference(profile, f) and len(rows)},
+            "risk": value_counts(profile["risk"], proba) if profile.get("risk", {}).get("edges") and len(rows)
+            else None}
+
+
+def release_verdicts(cfg: dict[str, Any], profile: dict[str, Any], deployed: float, past: list[float],
+                     figures: dict[str, Any]) -> dict[str, Any]:
+    """A release on new rows, from their figures (either engine's): model drift on the labelled ones; data drift,
+    prediction drift and the label-free performance estimate on all of them; the exit rate of the labelled ones."""
+    feats, t = cfg["feature_columns"], cfg["drift"]
+    data = data_verdicts(profile, figures["features"], figures["rows"], feats, t)
+    return {**model_verdict(figures["labelled"], deployed, past, t), "data_verdict": data["verdict"],
+            "features": data["features"], "unlabelled_rows": figures["rows"] - int(np.sum(figures["labelled"])),
+            "estimated": estimate_verdict(profile, figures, t), "prediction": risk_verdict(profile, figures, t),
+            "prior": prior_shift(profile, figures["labelled"], t)}
 
 
 # ---------------------------------------------------------------- without labels (and what the labels alone say)
@@ -260,27 +337,34 @@ def expected_counts(p: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def estimate_performance(profile: dict[str, Any], proba: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+    """estimate_verdict for the deployed model's probabilities on rows without their labels."""
+    cal, pred = profile.get("calibration"), np.asarray(proba) > 0.5
+    return estimate_verdict(profile, {"rows": int(len(proba)), "predicted": int(np.count_nonzero(pred)),
+                                      "expected": expected_counts(np.interp(proba, cal["x"], cal["y"]), pred)
+                                      if cal else None}, t)
+
+
+def estimate_verdict(profile: dict[str, Any], figures: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
     """Estimated F1, precision and recall of the deployed model on rows without their labels, with an interval
     (the spread of labels the calibrated probabilities allow), against the F1 the same estimate gave on the training
     data: verdict "drop" when the whole interval lies more than min_margin below it, "no-drop" when it lies above
-    that, else "insufficient-data"."""
+    that, else "insufficient-data". From new_row_figures: rows, predicted exits and expected counts."""
     ref = profile.get("estimated_f1")
-    n = int(len(proba))
+    n = figures["rows"]
     if "calibration" not in profile:
         return {"verdict": "insufficient-data", "rows": n, "reference": ref,
                 "reason": "the release was trained without a calibration (before estimates existed): retrain"}
     if n < t["min_new_rows"]:
         return {"verdict": "insufficient-data", "rows": n, "reference": ref,
                 "reason": f"{n} rows; an estimate needs at least {t['min_new_rows']} (they count toward the next)"}
-    cal = profile["calibration"]
-    pred = proba > 0.5
-    tp, fp, fn, var_tp, var_fn = expected_counts(np.interp(proba, cal["x"], cal["y"]), pred)
+    tp, fp, fn, var_tp, var_fn = figures["expected"]
+    predicted = figures["predicted"]
     f1 = float(f1_from_counts(tp, fp, fn))
     # Labels drawn as the probabilities say: TP and FN vary independently (disjoint rows); FP = predicted - TP.
     draws = np.random.default_rng(0).normal(size=(t["bootstrap_samples"], 2))
-    tp_d = np.clip(tp + draws[:, 0] * np.sqrt(var_tp), 0, pred.sum())
+    tp_d = np.clip(tp + draws[:, 0] * np.sqrt(var_tp), 0, predicted)
     fn_d = np.clip(fn + draws[:, 1] * np.sqrt(var_fn), 0, None)
-    boot = f1_from_counts(tp_d, pred.sum() - tp_d, fn_d)
+    boot = f1_from_counts(tp_d, predicted - tp_d, fn_d)
     alpha = (1 - t["confidence"]) / 2
     lo, hi = float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
     base = {"f1": f1, "precision": float(tp / max(tp + fp, 1e-12)), "recall": float(tp / max(tp + fn, 1e-12)),
@@ -294,22 +378,23 @@ def estimate_performance(profile: dict[str, Any], proba: np.ndarray, t: dict[str
     return {**base, "verdict": "no-drop", "reason": f"{said} is within the margin of {ref:.3f}"}
 
 
-def prediction_drift(profile: dict[str, Any], proba: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+def risk_verdict(profile: dict[str, Any], figures: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
     """Has the distribution of predicted risk moved from training's? PSI and KS as for a feature, OK/WARN/DRIFT."""
     if "risk" not in profile:
         return {"verdict": "OK", "note": "the release has no risk profile"}
-    import pandas as pd
-    result = data_drift({"features": {"risk": profile["risk"]}}, pd.DataFrame({"risk": proba}), ["risk"], t)
+    counts = {"risk": figures["risk"]} if figures["risk"] is not None else {}
+    result = data_verdicts({"features": {"risk": profile["risk"]}}, counts, figures["rows"], ["risk"], t)
     return {**result["features"][0], "rows": result["rows"]}
 
 
-def prior_shift(profile: dict[str, Any], y: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
-    """Has the exit rate of the labelled new rows moved from training's? A two-sided binomial z-test at the alarm
-    rate, and a change of at least a fifth of the training rate for DRIFT."""
-    n, rate = int(len(y)), profile.get("exit_rate")
+def prior_shift(profile: dict[str, Any], counts: np.ndarray, t: dict[str, Any]) -> dict[str, Any]:
+    """Has the exit rate of the labelled new rows (their confusion counts) moved from training's? A two-sided
+    binomial z-test at the alarm rate, and a change of at least a fifth of the training rate for DRIFT."""
+    tp, _, fn, _ = (int(c) for c in counts)
+    n, rate = int(np.sum(counts)), profile.get("exit_rate")
     if rate is None or n == 0:
         return {"verdict": "OK", "rows": n, "note": "no labelled rows or no training rate"}
-    new = float(np.mean(y))
+    new = (tp + fn) / n
     z = (new - rate) / math.sqrt(max(rate * (1 - rate), 1e-12) / n)
     p = math.erfc(abs(z) / math.sqrt(2))
     verdict = "DRIFT" if p < t["alarm_rate"] and abs(new - rate) >= 0.2 * rate else \

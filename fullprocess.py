@@ -8,7 +8,7 @@ Under a lock (a tick that finds it held exits 0; with the history on PostgreSQL 
 the tick on every host): looks for new files (size and mtime against the store's manifest, hashing only files that
 look changed); none, and a release is deployed: records the tick and exits without importing pandas, pyarrow or
 scikit-learn. Else ingests (nothing deployed yet: bootstraps a first release), checks the deployed release on the
-rows that arrived since the last conclusive check (drift.check_release), retrains on drift and deploys the
+rows that arrived since the last conclusive check (drift.release_verdicts), retrains on drift and deploys the
 challenger only if it is not worse on the test data, records everything in the history store, sends alerts,
 refreshes diagnostics, the report and the API answers (a marker survives a kill). --dry-run takes the same path
 read-only. Any failure ends the tick with one line on stderr, exit 1, recorded in the history.
@@ -262,9 +262,8 @@ def run_pipeline(cfg: dict[str, Any], tick: Tick, release: dict[str, Any] | None
         changed = True
     else:
         model, manifest = _deployed_model(cfg)
-        new, unlabelled, start = rows_to_check(cfg, manifest, stored)
-        check = {**drift_check(cfg, model, manifest, new, unlabelled), "batch_from": start,
-                 "batch_to": _last_batch(stored)}
+        check, start = check_new_rows(cfg, model, manifest, stored)
+        check = {**check, "batch_from": start, "batch_to": _last_batch(stored)}
         tick.check = check
         parts.append(f"model drift: {check['verdict']} ({check['reason']})")
         if check.get("data_verdict"):
@@ -312,24 +311,54 @@ def _retrain_reason(cfg: dict[str, Any], check: dict[str, Any], force: bool) -> 
     return ""
 
 
+def first_unchecked(cfg: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """The batch id a check's rows follow: both the last conclusive check's and the deployed model's training data's
+    (release manifest)."""
+    return max(_read(cfg, history.checked_up_to), int(manifest["model"].get("data_batch", 0)))
+
+
 def rows_to_check(cfg: dict[str, Any], manifest: dict[str, Any], stored: dict[str, Any]) -> tuple[Any, Any, int]:
-    """The labelled and the unlabelled rows first ingested after both the last conclusive check and the data the
-    deployed model was trained on (release manifest), from the store (its manifest), and the batch id they follow."""
+    """The labelled and the unlabelled rows first ingested after first_unchecked, from the store (its manifest), and
+    the batch id they follow."""
     import store
-    start = max(_read(cfg, history.checked_up_to), int(manifest["model"].get("data_batch", 0)))
+    start = first_unchecked(cfg, manifest)
     feats = cfg["feature_columns"]
     labelled = store.read_dataset(cfg, stored, keep=[*feats, cfg["target_column"]], after=start)
     unlabelled = store.read_dataset(cfg, stored, keep=feats, after=start, labelled=False)
     return labelled, unlabelled, start
 
 
+def check_new_rows(cfg: dict[str, Any], model: Any, manifest: dict[str, Any],
+                   stored: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The deployed release on the rows it was not checked on yet, and the batch id they follow: read into this
+    process, or on the spark engine summed up by Spark where they lie (sparkengine.new_row_figures)."""
+    if cfg["engine"] != "spark":
+        new, unlabelled, start = rows_to_check(cfg, manifest, stored)
+        return drift_check(cfg, model, manifest, new, unlabelled), start
+    import sparkengine  # only here: pyspark is installed where a config chooses the engine
+    start = first_unchecked(cfg, manifest)
+    spark = sparkengine.session(cfg, "fullprocess")
+    figures = sparkengine.new_row_figures(cfg, spark, model, _profile(manifest), stored, start)
+    return _judged(cfg, manifest, figures), start
+
+
 def drift_check(cfg: dict[str, Any], model: Any, manifest: dict[str, Any], new: Any,
                 unlabelled: Any = None) -> dict[str, Any]:
-    """The deployed release on the new rows (drift.check_release), against its own past scores."""
+    """The deployed release on new rows (frames), against its own past scores."""
+    import drift
+    return _judged(cfg, manifest, drift.new_row_figures(cfg, model, _profile(manifest), new, unlabelled))
+
+
+def _profile(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The deployed release's reference profile."""
+    return json.loads((Path(manifest["folder"]) / artifacts.PROFILE).read_text(encoding="utf-8"))
+
+
+def _judged(cfg: dict[str, Any], manifest: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """The release's verdicts on new rows' figures (drift.release_verdicts), against its own past scores."""
     import drift
     past = _read(cfg, history.past_new_scores, manifest["version"])
-    profile = json.loads((Path(manifest["folder"]) / artifacts.PROFILE).read_text(encoding="utf-8"))
-    return {**drift.check_release(cfg, model, profile, float(manifest["scores"]["f1"]), past, new, unlabelled),
+    return {**drift.release_verdicts(cfg, _profile(manifest), float(manifest["scores"]["f1"]), past, figures),
             "release": manifest["version"]}
 
 

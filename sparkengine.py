@@ -1,14 +1,15 @@
-"""The Spark engine (config "engine": "spark"): ingestion checks and stores data files on Spark's workers, and
-training fits on the store with Spark ML, so the data may outgrow this machine's memory. What it writes is what the
-pandas engine writes: the same store batches and index (byte for byte), the same scikit-learn Pipeline artifact (its
-parameters fitted here, copied into the Pipeline) and reference profile, so scoring, the API and the reports never
-know which engine ran.
+"""The Spark engine (config "engine": "spark"): ingestion checks and stores data files on Spark's workers, training
+fits on the store with Spark ML, and diagnostics and the tick's drift check sum up the store's rows there, so the
+data may outgrow this machine's memory. What it writes is what the pandas engine writes: the same store batches
+and index (byte for byte), the same scikit-learn Pipeline artifact (its parameters fitted here, copied into the
+Pipeline) and reference profile, so scoring, the API and the reports never know which engine ran.
 
     import sparkengine                                   # needs pyspark (requirements-spark.txt) and Java 17
     hashes = sparkengine.write_batch(cfg, batch_id, path, "x.csv", True)   # ingestion.py's hook; None: read it here
     spark = sparkengine.session(cfg, "training")         # one per process, from the config's spark section
     data = sparkengine.dataset(cfg, spark, manifest)     # the store's kept labelled rows, as a Spark DataFrame
     model, profile = sparkengine.fit(cfg, data, build_pipeline(cfg), rows)
+    figures = sparkengine.new_row_figures(cfg, spark, model, profile, manifest, after)  # drift.release_verdicts' input
 
 The step scripts import this module only when the config chooses the engine. Spark's Python workers import it
 (and the project's helper modules) by name: on a cluster the project must be at the same path on every worker.
@@ -74,18 +75,21 @@ def session(cfg: dict[str, Any], step: str) -> SparkSession:
 
 
 def dataset(cfg: dict[str, Any], spark: SparkSession, manifest: dict[str, Any],
-            index: dict[str, Any] | None = None) -> DataFrame:
-    """The dataset's labelled rows as store.read_dataset has them (every live batch's kept rows), read by Spark:
-    the rows the index does not keep (duplicates: few) are named by batch file and position, and left out by an
+            index: dict[str, Any] | None = None, after: int = 0, labelled: bool = True) -> DataFrame:
+    """The dataset's rows as store.read_dataset has them, read by Spark: every live labelled batch's kept rows, or
+    only the rows first ingested after a batch id, of the labelled or the unlabelled batches (a drift check's new
+    rows). The rows the index leaves out (duplicates: few) are named by batch file and position, and left out by an
     anti-join on Parquet's own row positions. Persisted: a fit reads it many times."""
     index = index if index is not None else store.load_index(cfg, manifest)
-    names = columns(cfg)
-    live = [b for b in manifest["batches"] if b["labelled"]]
+    names = [c for c in columns(cfg) if labelled or c != cfg["target_column"]]
+    live = [b for b in manifest["batches"] if b["labelled"] == labelled and b["id"] > after]
     if not live:
         schema = ", ".join(f"`{c}` {'string' if c == cfg['id_column'] else 'double'}" for c in names)
         return spark.createDataFrame([], schema)
     raw = spark.read.parquet(*[store.batch_path(cfg, b["id"]).as_uri() for b in live])
-    dropped = [(store.batch_path(cfg, b["id"]).name, np.flatnonzero(~index["keep"][b["id"]])) for b in live]
+    kept = {b["id"]: index["keep"][b["id"]] & index["fresh"][b["id"]] if after else index["keep"][b["id"]]
+            for b in live}
+    dropped = [(store.batch_path(cfg, b["id"]).name, np.flatnonzero(~kept[b["id"]])) for b in live]
     left_out = pd.DataFrame({"_file": np.repeat([f for f, _ in dropped], [len(r) for _, r in dropped]),
                              "_row": np.concatenate([r for _, r in dropped]).astype(np.int64)})
     if len(left_out):
@@ -308,6 +312,102 @@ def sample(data: DataFrame, rows: int, most: int) -> pd.DataFrame:
     part = data if rows <= most else data.sample(fraction=min(1.0, 1.1 * most / rows), seed=0).limit(most)
     return pd.DataFrame(part.toPandas())
 
+
+def new_row_figures(cfg: dict[str, Any], spark: SparkSession, model: Any, profile: dict[str, Any],
+                    manifest: dict[str, Any], after: int) -> dict[str, Any]:
+    """drift.new_row_figures of the rows first ingested after a batch id, as Spark aggregates: the deployed model
+    scores them on the workers (the same scikit-learn Pipeline, batch by batch), one pass counts the confusion, the
+    expected counts and each feature's and the risk's values below the profile's edges and quantiles, and one
+    ranged pass per column finds its CDF gaps. Nothing but the figures comes to this process."""
+    features, target = cfg["feature_columns"], cfg["target_column"]
+    index = store.load_index(cfg, manifest)
+    labelled = dataset(cfg, spark, manifest, index, after)
+    unlabelled = dataset(cfg, spark, manifest, index, after, labelled=False)
+    rows = labelled.select(*features, F.col(target).cast("double").alias("_y")).unionByName(
+        unlabelled.select(*features, F.lit(None).cast("double").alias("_y")))
+    cal = profile.get("calibration")
+
+    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """The rows with the model's risk and its calibrated value (drift.new_row_figures' proba and p)."""
+        for frame in frames:
+            risk = model.predict_proba(frame[features])[:, 1] if len(frame) else np.empty(0)
+            p = np.interp(risk, cal["x"], cal["y"]) if cal else risk
+            yield frame.assign(_risk=risk, _p=p)
+
+    types = ", ".join(f"`{f}` double" for f in features)
+    scored = rows.mapInPandas(score, f"{types}, _y double, _risk double, _p double").persist(StorageLevel.DISK_ONLY)
+    try:
+        judged = {f: profile["features"][f] for f in features if (profile["features"].get(f) or {}).get("edges")}
+        if (profile.get("risk") or {}).get("edges"):
+            judged["_risk"] = profile["risk"]
+        pred, y = F.col("_risk") > 0.5, F.col("_y")
+        sums = [F.sum(F.when(pred, F.col("_p"))), F.sum(F.when(pred, 1 - F.col("_p"))),
+                F.sum(F.when(~pred, F.col("_p"))), F.sum(F.when(pred, F.col("_p") * (1 - F.col("_p")))),
+                F.sum(F.when(~pred, F.col("_p") * (1 - F.col("_p"))))]
+        cells = ((y == 1) & pred, (y == 0) & pred, (y == 1) & ~pred, (y == 0) & ~pred)  # as drift.confusion
+        aggs = [F.count(F.lit(1)), F.count(F.when(pred, 1)), *[F.count(F.when(c, 1)) for c in cells], *sums]
+        for c, ref in judged.items():
+            present = F.when(~F.isnan(c), F.col(c))
+            aggs += [F.count(present), *[F.count(F.when(present < float(e), 1)) for e in ref["edges"]],
+                     *[F.count(F.when(present <= float(q), 1)) for q in ref["quantiles"]]]
+        got = list(scored.agg(*aggs).first())
+        n_rows, predicted, confusion = int(got[0]), int(got[1]), np.array(got[2:6], dtype=np.int64)
+        expected, at = np.array([float(v or 0.0) for v in got[6:11]]), 11
+        present, below, upto = {}, {}, {}
+        for c, ref in judged.items():
+            present[c], at = int(got[at]), at + 1
+            below[c], at = got[at:at + len(ref["edges"])], at + len(ref["edges"])
+            upto[c], at = got[at:at + len(ref["quantiles"])], at + len(ref["quantiles"])
+        gaps = cdf_gaps(scored, judged, present)
+        counts = {c: drift.counts_of(ref, present[c], n_rows - present[c], below[c], upto[c], gaps[c])
+                  for c, ref in judged.items()}
+        return {"rows": n_rows, "labelled": confusion, "predicted": predicted,
+                "expected": expected if cal else None,
+                "features": {f: counts[f] for f in features if f in counts and n_rows},
+                "risk": counts.get("_risk") if n_rows else None}
+    finally:
+        for frame in (scored, labelled, unlabelled):
+            frame.unpersist()
+
+
+def cdf_gaps(data: DataFrame, refs: dict[str, dict[str, Any]],
+             present: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """drift.cdf_gaps of each column's present values against its reference, in one pass for all columns: the
+    columns' distinct values with their counts, in ranges of (column, value) over the workers, each range's gaps
+    with the counts below it left out; joined here in order of value."""
+    names = [c for c in refs if present[c]]
+    out = {c: (0.0, 0.0) for c in refs}
+    if not names:
+        return out
+    stacked = data.select(F.explode(F.array(*[F.struct(F.lit(i).alias("c"), F.col(c).alias("v"))
+                                              for i, c in enumerate(names)])).alias("s")).select("s.c", "s.v")
+    # isnan(null) is false: both kinds of missing value are left out
+    distinct = stacked.where(F.col("v").isNotNull() & ~F.isnan("v")).groupBy("c", "v").count()
+    sizes = [present[c] for c in names]
+    ref_list = [refs[c] for c in names]
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Sorted (column, value) runs: per column met, its first value, rows, and gaps as if nothing lay below."""
+        seen: dict[int, list[Any]] = {}  # column -> [first, rows, high, low]
+        for frame in frames:
+            for c, part in frame.groupby("c", sort=False):
+                state = seen.setdefault(int(c), [float(part["v"].iloc[0]), 0, -math.inf, math.inf])
+                cum = state[1] + np.cumsum(part["count"].to_numpy())
+                high, low = drift.cdf_gaps(ref_list[int(c)], part["v"].to_numpy(), cum, sizes[int(c)])
+                state[1:] = [int(cum[-1]), max(state[2], high), min(state[3], low)]
+        if seen:
+            yield pd.DataFrame([[c, *state] for c, state in seen.items()],
+                               columns=["c", "first", "rows", "high", "low"])
+
+    ranges = sorted((r["c"], r["first"], r["rows"], r["high"], r["low"]) for r in
+                    distinct.repartitionByRange("c", "v").sortWithinPartitions("c", "v")
+                    .mapInPandas(run, "c int, first double, rows long, high double, low double").collect())
+    below = dict.fromkeys(range(len(names)), 0)
+    gaps = {i: (-math.inf, math.inf) for i in range(len(names))}
+    for c, _, rows, high, low in ranges:  # a range's new CDF starts at the values of the ranges below it
+        gaps[c] = (max(gaps[c][0], high + below[c] / sizes[c]), min(gaps[c][1], low + below[c] / sizes[c]))
+        below[c] += rows
+    return {**out, **{names[i]: g for i, g in gaps.items()}}
 
 
 def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, labelled: bool) -> np.ndarray | None:

@@ -1,6 +1,8 @@
 """Both engines on the same data: ingestion.py and training.py with "engine" pandas, then spark, each a fresh
-process; wall time, rows per second and the peak memory of each process of the step (the step's own Python
-process; with Spark also its JVM and its Python workers). Results printed as a Markdown table.
+process; then the release deployed, a tenth more rows landed and ingested, and the tick's drift check on them
+(fullprocess.check_new_rows, in a fresh process); wall time, rows per second and the peak memory of each process
+of the step (the step's own Python process; with Spark also its JVM and its Python workers). Results printed as a
+Markdown table.
 
     .venv/bin/python bench/spark.py --rows 10000000                    # data written under bench/data/spark/
     .venv/bin/python bench/spark.py --rows 1000000 --master 'local[2]' --driver-memory 2g
@@ -21,6 +23,19 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 2**20
+# The tick's drift check alone, as fullprocess runs it, in a fresh process; prints its verdicts and rows as JSON.
+CHECK = """
+import json, sys
+sys.path.insert(0, %r)
+import fullprocess
+from config import load_config
+from filerecord import read_manifest
+cfg = load_config(sys.argv[1])
+model, manifest = fullprocess._deployed_model(cfg)
+check, start = fullprocess.check_new_rows(cfg, model, manifest, read_manifest(cfg))
+print(json.dumps({"rows": check["new_rows"] + check["unlabelled_rows"], "verdict": check["verdict"],
+                  "data_verdict": check["data_verdict"]}))
+""" % str(ROOT)
 
 
 def run(cmd: list[str], cwd: Path) -> dict[str, Any]:
@@ -89,14 +104,31 @@ def main() -> None:
           f"{args.driver_memory}; {psutil.cpu_count()} cores, load average {psutil.getloadavg()[0]:.1f}\n")
     print("| engine | step | wall s | rows/s | peak MB: step process | JVM | largest Python worker |")
     print("|---|---|---|---|---|---|---|")
+    later = args.out / "later"
+    if not (later / "data001.csv").exists() or (args.out / "later_rows").read_text() != str(args.rows // 10):
+        shutil.rmtree(later, ignore_errors=True)
+        subprocess.run([sys.executable, str(ROOT / "generate_data.py"), "--rows", str(args.rows // 10), "--files",
+                        "1", "--out", str(later), "--period", "old"], check=True, capture_output=True)
+        (args.out / "later_rows").write_text(str(args.rows // 10))
+    (source / "later.csv").unlink(missing_ok=True)
     for engine in ("pandas", "spark"):
         ws = workspace(args.out, engine, args)
-        for step in ("ingestion.py", "training.py"):
-            r = run([sys.executable, str(ROOT / step), "--config", str(ws / "config.json"), "--json"], ws)
+        for step in ("ingestion.py", "training.py", "scoring.py", "deployment.py", "later", "ingestion.py",
+                     "check"):
+            if step == "later":
+                shutil.copy(later / "data001.csv", source / "later.csv")
+                continue
+            cmd = [sys.executable, str(ROOT / step), "--config", str(ws / "config.json"), "--json"] \
+                if step != "check" else [sys.executable, "-c", CHECK, str(ws / "config.json")]
+            r = run(cmd, ws)
+            if step in ("scoring.py", "deployment.py"):
+                continue
             rows = r["result"].get("rows_read") or r["result"].get("rows")
             peak = r["peak_mb"]
-            print(f"| {engine} | {step} | {r['wall']:.1f} | {rows / r['wall']:,.0f} | {peak.get('step', 0):,.0f} | "
-                  f"{peak.get('jvm', 0):,.0f} | {peak.get('worker', 0):,.0f} |", flush=True)
+            print(f"| {engine} | {step if step != 'check' else 'drift check'} | {r['wall']:.1f} | "
+                  f"{rows / r['wall']:,.0f} | {peak.get('step', 0):,.0f} | {peak.get('jvm', 0):,.0f} | "
+                  f"{peak.get('worker', 0):,.0f} |", flush=True)
+        (source / "later.csv").unlink()
     print(f"\nload average after: {psutil.getloadavg()[0]:.1f}")
 
 

@@ -23,7 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import artifacts
+import deployment
 import diagnostics
+import drift
+import fullprocess
+import generate_data
 import ingestion
 import scoring
 import sparkengine
@@ -238,3 +242,57 @@ def test_diagnostics_figures_are_spark_aggregates_equal_to_the_pandas_engines(en
     for col, figures in stats_p.items():
         for name, value in figures.items():
             assert stats_s[col][name] == pytest.approx(value, rel=1e-9, abs=1e-12), (col, name)
+
+
+def test_the_drift_check_on_spark_sums_up_the_same_figures_and_verdicts_as_the_pandas_engine(
+        engines: dict[str, Any], spark: Any, tmp_path: Path) -> None:
+    """A deployed release checked on new rows (drifted, with missing cells, labelled and unlabelled): Spark's
+    aggregates give the pandas engine's counts exactly, its sums and CDF gaps within rounding, and the same
+    verdicts through the tick's own check (fullprocess.check_new_rows)."""
+    shutil.copytree(engines["pandas"]["cfg"]["root"], tmp_path / "ws")
+    cfg = load_config(tmp_path / "ws" / "config.json")
+    scoring.score(cfg)
+    deployment.deploy(cfg)
+    rng = np.random.default_rng(7)
+    new = generate_data.clients(rng, 600, "new")
+    new.loc[new.index[:40], "lastyear_activity"] = np.nan
+    new["lastmonth_activity"] = new["lastmonth_activity"] * 1.4 + 30  # a shift the data-drift check must see
+    new.to_csv(cfg["input_folder_path"] / "dataset5.csv", index=False)
+    watch = generate_data.clients(rng, 300, "new").drop(columns=[cfg["target_column"]])
+    watch.loc[watch.index[:25], "number_of_employees"] = np.nan
+    watch.to_csv(cfg["input_folder_path"] / "monitoring.csv", index=False)
+    ingestion.ingest(cfg)
+    stored = read_manifest(cfg)
+    model, manifest = fullprocess._deployed_model(cfg)
+    profile = fullprocess._profile(manifest)
+    start = fullprocess.first_unchecked(cfg, manifest)
+    assert start > 0
+
+    new_rows, unlabelled, _ = fullprocess.rows_to_check(cfg, manifest, stored)
+    assert len(new_rows) == 600 and len(unlabelled) == 300
+    expected = drift.new_row_figures(cfg, model, profile, new_rows, unlabelled)
+    got = sparkengine.new_row_figures(cfg, spark, model, profile, stored, start)
+    assert got["rows"] == expected["rows"] == 900
+    assert got["predicted"] == expected["predicted"]
+    assert got["labelled"].tolist() == expected["labelled"].tolist()
+    assert got["expected"] == pytest.approx(expected["expected"], rel=1e-9)
+    assert list(got["features"]) == list(expected["features"]) == cfg["feature_columns"]
+    for name, want in [*expected["features"].items(), ("risk", expected["risk"])]:
+        have = got["risk"] if name == "risk" else got["features"][name]
+        assert (have["present"], have["missing"]) == (want["present"], want["missing"]), name
+        assert have["below_edges"].tolist() == want["below_edges"].tolist(), name
+        assert have["upto_quantiles"].tolist() == want["upto_quantiles"].tolist(), name
+        assert have["gaps"] == pytest.approx(want["gaps"], abs=1e-12), name
+    assert got["features"]["lastyear_activity"]["missing"] == 40
+    assert got["features"]["number_of_employees"]["missing"] == 25
+
+    pandas_check, pandas_start = fullprocess.check_new_rows(cfg, model, manifest, stored)
+    spark_check, spark_start = fullprocess.check_new_rows({**cfg, "engine": "spark"}, model, manifest, stored)
+    assert spark_start == pandas_start == start
+    assert pandas_check["data_verdict"] == "DRIFT"
+    verdicts = ["verdict", "data_verdict", "new_rows", "unlabelled_rows"]
+    assert [spark_check[k] for k in verdicts] == [pandas_check[k] for k in verdicts]
+    assert spark_check["features"] == pandas_check["features"]
+    for part in ("estimated", "prediction", "prior"):
+        assert spark_check[part]["verdict"] == pandas_check[part]["verdict"], part
+    assert spark_check["estimated"]["f1"] == pytest.approx(pandas_check["estimated"]["f1"], rel=1e-9)
