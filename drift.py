@@ -79,7 +79,7 @@ def reference_profile(df: Any, features: list[str]) -> dict[str, Any]:
 
 def value_counts(ref: dict[str, Any], values: Any) -> dict[str, Any]:
     """What PSI and KS need of a feature's new values (NaN = missing) against its reference profile, as counts and
-    the CDF gaps: the Spark engine computes the same figures as aggregates (sparkengine.value_counts)."""
+    the CDF gaps: the Spark engine computes the same figures as aggregates (sparkengine.new_row_figures)."""
     x = np.asarray(values, dtype="float64")
     missing = np.isnan(x)
     present = np.sort(x[~missing])  # sorted once, for every count
