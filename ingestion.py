@@ -160,13 +160,13 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         if on_spark is not None:
             hashes = hashparts.new_hashes(held=[on_spark])
         elif write:
-            _, hashes = store.write_batch(cfg, batch_id, chunks)
+            _, hashes = store.write_batch(cfg, batch_id, chunks, export=labelled)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
             hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id])])
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-            store.drop_batch(cfg, batch_id)
+            store.drop_batch(cfg, batch_id, hashes)
             raise OSError(errno.EAGAIN, "changed while being read (still being written?)")
     except DataError as e:
         return _reject(name, stat, str(e), manifest)
@@ -228,6 +228,8 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
     manifest["next_batch"] = batch_id + 1
     manifest["rejected"].pop(name, None)
     index["fresh"][batch_id] = fresh
+    if hs.get("csv"):
+        index.setdefault("csv", {})[batch_id] = hs["csv"]  # the batch's CSV lines, for the export
     removed = 0
     if replace:
         manifest["batches"].remove(previous)
