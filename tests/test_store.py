@@ -210,6 +210,45 @@ def test_the_export_from_ingested_pieces_is_the_export_read_back_from_the_batche
     assert not list((ws / "ingesteddata" / "store").glob("csv-*")), "the CSV lines are left in the store"
 
 
+def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_writes(cfg, tmp_path, monkeypatch):
+    """store.own_lines answers only with the very bytes csv_rows writes (cells padded, signed, with a point, an
+    exponent or a leading zero, ids with digits or spaces, numbers of 10 and 11 digits), and the export's cut of
+    the rows a batch does not keep is exact whatever the block size."""
+    import numpy as np
+    import pyarrow as pa
+
+    import store
+    from datacontract import DataError, columns, parse_csv
+    rng = random.Random(5)
+    odd = ["00", "01", "7.5", "-0", "1e3", " 5", "5 ", "+5", "NA", "10000000000", "7.0"]
+    taken = 0
+    for _ in range(1500):
+        lines = [",".join([rng.choice(["abc", "c123", "0", "a b", " a", "a ", "NA", ""]) if rng.random() < 0.2
+                           else "abc"]
+                          + [rng.choice(odd) if rng.random() < 0.05 else rng.choice(["0", "7", "", "9999999999"])
+                             for _ in cfg["feature_columns"]] + [rng.choice("01")]) + "\n"
+                 for _ in range(rng.randint(1, 5))]
+        data = (",".join(columns(cfg)) + "\n" + "".join(lines)).encode()
+        try:
+            df = parse_csv(data, cfg, "x.csv")
+        except DataError:
+            continue
+        table = pa.Table.from_pandas(df, preserve_index=False).select(columns(cfg))
+        own = store.own_lines(data, table)
+        if own is not None:
+            taken += 1
+            assert bytes(own) == store.csv_rows(table, cfg), data
+    assert taken > 300
+    for _ in range(300):
+        lines = [("x" * rng.randint(0, 12) + "\n").encode() for _ in range(rng.randint(1, 60))]
+        (tmp_path / "c.csv").write_bytes(b"".join(lines))
+        keep = np.array([rng.random() < rng.choice([0.1, 0.5, 0.95, 1.0]) for _ in lines])
+        monkeypatch.setattr(store, "EXPORT_BLOCK", rng.randint(1, 40))
+        with open(tmp_path / "out.csv", "wb") as f:
+            store._append_kept(f, tmp_path / "c.csv", keep)
+        assert (tmp_path / "out.csv").read_bytes() == b"".join(line for line, k in zip(lines, keep, strict=True) if k)
+
+
 def test_the_practice_data_survives_a_deleted_export(tmp_path):
     """The practice and production configs share the store: rebuilding the exports never drops the rows of files
     that only the other config's folder holds."""
