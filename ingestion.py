@@ -370,9 +370,11 @@ def _read_whole(path: Path, cfg: dict[str, Any], shown: str) -> tuple[tuple[int,
     digest = hashlib.sha256(data).hexdigest()
     labelled = header_has_target(data[:data.find(b"\n") + 1] or data, cfg)  # has_target of the bytes read
     try:
-        return stamp, digest, labelled, _with_source(parse_csv(data, cfg, shown, labelled), data)
+        df = _with_source(parse_csv(data, cfg, shown, labelled), data)
+        df.attrs[store.HASHES] = store.row_hashes(df)  # here too, while the other thread writes Parquet
     except Exception as e:  # noqa: BLE001 (raised where read_chunks would raise it: _parsed)
         return stamp, digest, labelled, e
+    return stamp, digest, labelled, df
 
 
 def _parsed(outcome: Any) -> Iterator[pd.DataFrame]:

@@ -49,6 +49,7 @@ EXPORT_BLOCK = 32 << 20  # bytes of a batch's CSV lines appended at a time
 # Writes the CSV lines of the chunks being ingested (spill_csv); one thread, so a batch's chunks append in order.
 CSV_WORKER = ThreadPoolExecutor(1, thread_name_prefix="csv-lines")
 SOURCE = "csv_source"    # a piece's frame.attrs key: the CSV bytes it was parsed from (ingestion.read_chunks)
+HASHES = "row_hashes"    # and its row_hashes, when they were computed on the thread that parsed it
 PLAIN_DIGITS = 10        # pyarrow writes a whole float of up to 10 digits as those digits (1e10 as "1e+10")
 log = logging.getLogger("ingestion")
 
@@ -89,8 +90,8 @@ def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFram
     lines = hashes["csv"] = new_csv(csv_path(cfg, batch_id)) if export else None
     try:
         for df in frames:
-            source = df.attrs.pop(SOURCE, None)
-            h = row_hashes(df)
+            source, h = df.attrs.pop(SOURCE, None), df.attrs.pop(HASHES, None)
+            h = row_hashes(df) if h is None else h
             table = pa.Table.from_pandas(df.assign(**{HASH: h}), preserve_index=False)
             writer = writer or batch_writer(path, table.schema)
             if lines is not None:
