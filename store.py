@@ -12,7 +12,8 @@ writes its own hashes, not the dataset's: merged into a new hashes file once the
 (filerecord.py) names the live batches, the index and the hashes. Ingestion writes a batch, then the hashes, the
 index and the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the
 next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they
-do not match what the manifest recorded of them.
+do not match what the manifest recorded of them; csv-000012.csv holds a labelled batch's CSV lines, made while it
+was ingested, until that run's export appends them (then removed; a run killed before leaves it to the next).
 
 Memory is bounded whatever the size of a file or of the store: de-duplication works on one range of hash values
 at a time, and a large file's hashes wait on disk, by range, until the file is read (hashparts.py;
