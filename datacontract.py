@@ -25,7 +25,6 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 # Cells that mean "no value" in a feature column (the model's imputer fills them).
@@ -36,7 +35,8 @@ BOM = b"\xef\xbb\xbf"
 WELL_FORMED = "expected one comma-separated value per column and every quote closed"
 LINE_END = re.compile(r"\r\n|\n|\r")
 # The characters Python's str.strip() removes from ASCII text (the checked reader strips every cell with it).
-ASCII_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+ASCII_SPACE = np.zeros(256, dtype=bool)
+ASCII_SPACE[[*range(0x09, 0x0e), *range(0x1c, 0x21)]] = True
 
 
 class DataError(ValueError):
@@ -165,8 +165,7 @@ def _fast_column(col: pa.ChunkedArray, name: str, cfg: dict[str, Any], ascii_onl
     """One column of a pyarrow read as the checked reader would type it, or None if that reader might refuse it."""
     if name == cfg["id_column"]:
         ids = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
-        edges = f"^{ASCII_SPACE}|{ASCII_SPACE}$"
-        padded = not ascii_only or pc.any(pc.match_substring_regex(col, edges)).as_py()
+        padded = not ascii_only or any(_padded(chunk) for chunk in col.chunks)
         return ids.str.strip() if padded else ids
     values = col.to_numpy(zero_copy_only=False)
     if name == cfg["target_column"]:
@@ -178,6 +177,19 @@ def _fast_column(col: pa.ChunkedArray, name: str, cfg: dict[str, Any], ascii_onl
     if np.count_nonzero(missing) != col.null_count or not (missing | plausible).all():
         return None
     return values + 0.0  # -0 becomes 0, as the checked reader has it
+
+
+def _padded(ids: pa.StringArray) -> bool:
+    """Whether an ASCII string starts or ends with whitespace: a look at the first and last bytes of each (a regex
+    took a third as long as the read)."""
+    buffers = ids.buffers()
+    if not len(ids) or buffers[2] is None:
+        return False
+    offsets = np.frombuffer(buffers[1], dtype=np.int32)[ids.offset:ids.offset + len(ids) + 1]
+    data = np.frombuffer(buffers[2], dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    return bool(ASCII_SPACE[data[starts[filled]]].any() or ASCII_SPACE[data[ends[filled] - 1]].any())
 
 
 def _header_ok(header: list[str], cfg: dict[str, Any], require_target: bool) -> bool:

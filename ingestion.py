@@ -17,8 +17,12 @@ exported from the store; edited or deleted by hand, they are rebuilt from it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
+import os
+import stat
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +53,8 @@ from filerecord import (
 log = logging.getLogger("ingestion")
 
 LOCK_WAIT_SECONDS = 60.0
+# Parses the next data file while the one before it is stored (read_ahead); one file ahead at most.
+READER = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
 
 
 def ingest(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +93,13 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
     added: list[int] = []
     frames: dict[int, pd.DataFrame] = {}  # the preview's rows, which no batch file holds
     changed = aside.get("changed", False)
+    ahead: dict[Path, Future[tuple[tuple[int, int], str, bool, Any] | None]] = {}
     for done, path in enumerate(files):
         cli.progress("ingestion", f"{done}/{len(files)} files, {result['rows_read']:,} rows, "
                                   f"{cli.rate(result['rows_read'], started)}", done, len(files), started)
-        what = _take(cfg, path, manifest, index, write, frames)
+        if write and cfg["engine"] != "spark" and done + 1 < len(files):
+            read_ahead(cfg, files[done + 1], manifest, ahead)
+        what = _take(cfg, path, manifest, index, write, frames, ahead.pop(path, None))
         changed |= what["changed"]
         if what.get("batch"):
             added.append(what["batch"])
@@ -122,8 +131,10 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
 
 
 def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict[str, Any], write: bool,
-          frames: dict[int, pd.DataFrame]) -> dict[str, Any]:
-    """Look at one data file and take what it holds into the manifest and index (not yet committed)."""
+          frames: dict[int, pd.DataFrame], early: Future[tuple[tuple[int, int], str, bool, Any] | None] | None = None
+          ) -> dict[str, Any]:
+    """Look at one data file and take what it holds into the manifest and index (not yet committed); early: its
+    read_ahead, used when it read the file as it is now."""
     name = record_name(path, cfg["root"])
     shown = escape_name(name)  # control characters or undecodable bytes in a name must not break a line
     live, rejected = live_files(manifest), manifest["rejected"]
@@ -135,7 +146,9 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
                      shown, cfg["ingestion"]["settle_seconds"])
             return {"changed": False, "landing_files": 1}
         outside = link_outside(path, cfg["input_folder_path"])
-        digest = "" if kind or outside else sha256_file(path)
+        read = early.result() if early is not None and not kind and not outside else None
+        read = read if read is not None and read[0] == (st.st_size, st.st_mtime_ns) else None
+        digest = "" if kind or outside else read[1] if read else sha256_file(path)
     except OSError as e:
         reason = f"{shown}: {_unreadable(e)}; will try again next run"  # not recorded: nothing to remember
         log.warning("skipped %s", reason)
@@ -154,19 +167,22 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         if outside:
             raise DataError(f"{shown}: a symbolic link to {escape_name(str(outside))}, outside the input "
                             f"folder; expected a file in the folder (copy it in instead)")
-        labelled = has_target(path, cfg)
-        chunks = read_chunks(path, cfg, shown, labelled)
+        if read is not None:
+            labelled, chunks = read[2], _parsed(read[3])
+        else:
+            labelled = has_target(path, cfg)
+            chunks = read_chunks(path, cfg, shown, labelled, sources=write)
         on_spark = spark_batch(cfg, batch_id, path, shown, labelled) if write and cfg["engine"] == "spark" else None
         if on_spark is not None:
             hashes = hashparts.new_hashes(held=[on_spark])
         elif write:
-            _, hashes = store.write_batch(cfg, batch_id, chunks)
+            _, hashes = store.write_batch(cfg, batch_id, chunks, export=labelled)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
             hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id])])
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-            store.drop_batch(cfg, batch_id)
+            store.drop_batch(cfg, batch_id, hashes)
             raise OSError(errno.EAGAIN, "changed while being read (still being written?)")
     except DataError as e:
         return _reject(name, stat, str(e), manifest)
@@ -228,6 +244,8 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
     manifest["next_batch"] = batch_id + 1
     manifest["rejected"].pop(name, None)
     index["fresh"][batch_id] = fresh
+    if hs.get("csv"):
+        index.setdefault("csv", {})[batch_id] = hs["csv"]  # the batch's CSV lines, for the export
     removed = 0
     if replace:
         manifest["batches"].remove(previous)
@@ -260,7 +278,11 @@ def has_target(path: Path, cfg: dict[str, Any]) -> bool:
     """Whether a data file's header names the target column; a file without it is unlabelled monitoring data. When
     the header cannot be read here, True: the full read then says what is wrong."""
     with open(path, "rb") as f:
-        head = f.readline(cfg["ingestion"]["chunk_bytes"])  # the whole header line: it may have 100,000 names
+        return header_has_target(f.readline(cfg["ingestion"]["chunk_bytes"]), cfg)
+
+
+def header_has_target(head: bytes, cfg: dict[str, Any]) -> bool:
+    """has_target of a file's first line (the whole header line: it may have 100,000 names)."""
     try:
         text = head.decode("utf-8-sig")
         return cfg["target_column"] in header_names(text if "\n" in text else text + "\n", "")
@@ -268,16 +290,18 @@ def has_target(path: Path, cfg: dict[str, Any]) -> bool:
         return True
 
 
-def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = True) -> Iterator[pd.DataFrame]:
+def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = True,
+                sources: bool = False) -> Iterator[pd.DataFrame]:
     """A data file as typed frames of at most ingestion.chunk_bytes of it each, so any size is read in bounded
     memory: one frame for a file that fits (the common case), else pieces cut at row ends, each checked under the
     contract with the header (unlabelled: without the target column); DataError names the row within the whole
-    file."""
+    file. With sources, each frame's attrs[store.SOURCE] holds the bytes it was parsed from (store.write_batch
+    takes them for the export)."""
     size = cfg["ingestion"]["chunk_bytes"]
     with open(path, "rb") as f:
         first = f.read(size)
         if len(first) < size:
-            yield parse_csv(first, cfg, source, labelled)
+            yield _with_source(parse_csv(first, cfg, source, labelled), first if sources else None)
             return
         end = first.find(b"\n") + 1
         if end == 0:
@@ -296,18 +320,75 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
             piece, rest, last = data[:cut], data[cut:], not more
             del data, more  # each piece is held once at a time (bounded memory)
             if piece and not piece.isspace():
+                chunk = header + piece
+                del piece
                 try:
-                    df = parse_csv(header + piece, cfg, source, labelled)
+                    df = parse_csv(chunk, cfg, source, labelled)
                 except DataError as e:
                     if e.row is None:
                         raise
                     whole = e.row + row - 1
                     raise DataError(str(e).replace(f"row {e.row}", f"row {whole}", 1), whole) from None
                 row += len(df)
-                yield df
-                del df, piece  # not held while the next piece is read and parsed
+                yield _with_source(df, chunk if sources else None)
+                del df, chunk  # not held while the next piece is read and parsed
             if last:
                 return
+
+
+def read_ahead(cfg: dict[str, Any], path: Path, manifest: dict[str, Any],
+               ahead: dict[Path, Future[tuple[tuple[int, int], str, bool, Any] | None]]) -> None:
+    """Start parsing a data file on READER, while the file before it is stored, when _take will read it (new or
+    changed by size and mtime, landed, one piece of ingestion.chunk_bytes): the parse's pyarrow read and the
+    other file's Parquet and CSV writing release the GIL, so the two cores both work."""
+    try:
+        st = path.stat()
+        name = record_name(path, cfg["root"])
+        if not stat.S_ISREG(st.st_mode) or st.st_size >= cfg["ingestion"]["chunk_bytes"] \
+                or recorded_as(name, live_files(manifest), manifest["rejected"], st) \
+                or link_outside(path, cfg["input_folder_path"]) or not landed(path, st, cfg):
+            return
+    except OSError:
+        return  # _take says why
+    ahead[path] = READER.submit(_read_whole, path, cfg, escape_name(name))
+
+
+def _read_whole(path: Path, cfg: dict[str, Any], shown: str) -> tuple[tuple[int, int], str, bool, Any] | None:
+    """On READER: a one-piece file's (size, mtime) as read, its SHA-256, whether it is labelled, and its typed frame
+    or the exception read_chunks would raise (None: it changed while read, or is no longer one piece)."""
+    try:
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            data = f.read(cfg["ingestion"]["chunk_bytes"])
+        after = path.stat()
+    except Exception:  # noqa: BLE001 (_take then reads the file itself, and says what is wrong)
+        return None
+    stamp = (before.st_size, before.st_mtime_ns)
+    if stamp != (after.st_size, after.st_mtime_ns) or len(data) != before.st_size \
+            or len(data) >= cfg["ingestion"]["chunk_bytes"]:
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    labelled = header_has_target(data[:data.find(b"\n") + 1] or data, cfg)  # has_target of the bytes read
+    try:
+        df = _with_source(parse_csv(data, cfg, shown, labelled), data)
+        df.attrs[store.HASHES] = store.row_hashes(df)  # here too, while the other thread writes Parquet
+    except Exception as e:  # noqa: BLE001 (raised where read_chunks would raise it: _parsed)
+        return stamp, digest, labelled, e
+    return stamp, digest, labelled, df
+
+
+def _parsed(outcome: Any) -> Iterator[pd.DataFrame]:
+    """read_chunks of a file read ahead: its one frame, or the exception its parse raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    yield outcome
+
+
+def _with_source(df: pd.DataFrame, data: bytes | None) -> pd.DataFrame:
+    """A parsed piece with the bytes it was parsed from in its attrs, if given."""
+    if data is not None:
+        df.attrs[store.SOURCE] = data
+    return df
 
 
 def _unreadable(e: OSError) -> str:

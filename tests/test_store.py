@@ -180,6 +180,75 @@ def test_exports_edited_or_deleted_by_hand_are_rebuilt_and_no_tick_breaks(deploy
     assert p.returncode == 0 and "ingested 1 new file" in p.stdout, p.stderr
 
 
+def test_the_export_from_ingested_pieces_is_the_export_read_back_from_the_batches(tmp_path):
+    """finaldata.csv written from the CSV lines made while the pieces were ingested (rows the dataset does not keep
+    cut out) is byte for byte the one rebuilt from the batch files: duplicates within a piece, across pieces and
+    across files, missing cells, decimals, whole floats, -0, an unlabelled file, and a file whose ids need quoting
+    (read back instead); nothing of the lines is left in the store."""
+    rng = random.Random(3)
+    rows = [f"c{rng.randrange(10**5):05d},{rng.choice(['', 'NA', '7', '7.25', '-0', '1e3'])},"
+            f"{rng.randrange(90000) / rng.choice([1, 4])},{rng.randrange(300)},{rng.randrange(2)}\n"
+            for _ in range(2000)]
+    ws = tmp_path / "ws"
+    (ws / "sourcedata").mkdir(parents=True)
+    shutil.copytree(ROOT / "testdata", ws / "testdata")
+    write_config(ws, ingestion={"settle_seconds": 0, "unterminated_seconds": 0, "chunk_bytes": 8192})
+    (ws / "sourcedata" / "a.csv").write_text(HEADER + "".join(rows + rows[:300] + rows[100:110]))
+    (ws / "sourcedata" / "b.csv").write_text(HEADER + "".join(rows[1500:] + rows[:50] + rows[:50]))
+    (ws / "sourcedata" / "c.csv").write_text(HEADER + '"x,1",1,2,3,0\n"x,1",1,2,3,0\nx2,1.5,2,3,1\n' + rows[7])
+    (ws / "sourcedata" / "d.csv").write_text(HEADER.replace(",exited", "") + "u1,1,2,3\n")
+    run_json("ingestion.py", ws)
+    (ws / "sourcedata" / "e.csv").write_text(HEADER + "".join(rows[:20] + ["new1,1,2,3,1\n"] * 2))
+    assert run_json("ingestion.py", ws)["rows_added"] == 1  # appended to finaldata.csv from e.csv's lines
+    final = ws / "ingesteddata" / "finaldata.csv"
+    made = final.read_bytes()
+    final.unlink()
+    p = run_script("ingestion.py", ws)
+    assert p.returncode == 0 and p.stdout.startswith("no new data"), p.stderr
+    assert final.read_bytes() == made
+    assert made.count(b"\n") == 1 + len(set(rows + ["new1,1,2,3,1\n"])) + 2  # with "x,1" once and x2
+    assert not list((ws / "ingesteddata" / "store").glob("csv-*")), "the CSV lines are left in the store"
+
+
+def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_writes(cfg, tmp_path, monkeypatch):
+    """store.own_lines answers only with the very bytes csv_rows writes (cells padded, signed, with a point, an
+    exponent or a leading zero, ids with digits or spaces, numbers of 10 and 11 digits), and the export's cut of
+    the rows a batch does not keep is exact whatever the block size."""
+    import numpy as np
+    import pyarrow as pa
+
+    import store
+    from datacontract import DataError, columns, parse_csv
+    rng = random.Random(5)
+    odd = ["00", "01", "7.5", "-0", "1e3", " 5", "5 ", "+5", "NA", "10000000000", "7.0"]
+    taken = 0
+    for _ in range(1500):
+        lines = [",".join([rng.choice(["abc", "c123", "0", "a b", " a", "a ", "NA", ""]) if rng.random() < 0.2
+                           else "abc"]
+                          + [rng.choice(odd) if rng.random() < 0.05 else rng.choice(["0", "7", "", "9999999999"])
+                             for _ in cfg["feature_columns"]] + [rng.choice("01")]) + "\n"
+                 for _ in range(rng.randint(1, 5))]
+        data = (",".join(columns(cfg)) + "\n" + "".join(lines)).encode()
+        try:
+            df = parse_csv(data, cfg, "x.csv")
+        except DataError:
+            continue
+        table = pa.Table.from_pandas(df, preserve_index=False).select(columns(cfg))
+        own = store.own_lines(data, table)
+        if own is not None:
+            taken += 1
+            assert bytes(own) == store.csv_rows(table, cfg), data
+    assert taken > 300
+    for _ in range(300):
+        lines = [("x" * rng.randint(0, 12) + "\n").encode() for _ in range(rng.randint(1, 60))]
+        (tmp_path / "c.csv").write_bytes(b"".join(lines))
+        keep = np.array([rng.random() < rng.choice([0.1, 0.5, 0.95, 1.0]) for _ in lines])
+        monkeypatch.setattr(store, "EXPORT_BLOCK", rng.randint(1, 40))
+        with open(tmp_path / "out.csv", "wb") as f:
+            store._append_kept(f, tmp_path / "c.csv", keep)
+        assert (tmp_path / "out.csv").read_bytes() == b"".join(line for line, k in zip(lines, keep, strict=True) if k)
+
+
 def test_the_practice_data_survives_a_deleted_export(tmp_path):
     """The practice and production configs share the store: rebuilding the exports never drops the rows of files
     that only the other config's folder holds."""
