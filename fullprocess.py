@@ -336,17 +336,18 @@ def check_new_rows(cfg: dict[str, Any], model: Any, manifest: dict[str, Any],
         new, unlabelled, start = rows_to_check(cfg, manifest, stored)
         return drift_check(cfg, model, manifest, new, unlabelled), start
     import sparkengine  # only here: pyspark is installed where a config chooses the engine
-    start = first_unchecked(cfg, manifest)
+    start, profile = first_unchecked(cfg, manifest), _profile(manifest)
     spark = sparkengine.session(cfg, "fullprocess")
-    figures = sparkengine.new_row_figures(cfg, spark, model, _profile(manifest), stored, start)
-    return _judged(cfg, manifest, figures), start
+    return _judged(cfg, manifest, profile, sparkengine.new_row_figures(cfg, spark, model, profile, stored, start)), \
+        start
 
 
 def drift_check(cfg: dict[str, Any], model: Any, manifest: dict[str, Any], new: Any,
                 unlabelled: Any = None) -> dict[str, Any]:
     """The deployed release on new rows (frames), against its own past scores."""
     import drift
-    return _judged(cfg, manifest, drift.new_row_figures(cfg, model, _profile(manifest), new, unlabelled))
+    profile = _profile(manifest)
+    return _judged(cfg, manifest, profile, drift.new_row_figures(cfg, model, profile, new, unlabelled))
 
 
 def _profile(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -354,11 +355,12 @@ def _profile(manifest: dict[str, Any]) -> dict[str, Any]:
     return json.loads((Path(manifest["folder"]) / artifacts.PROFILE).read_text(encoding="utf-8"))
 
 
-def _judged(cfg: dict[str, Any], manifest: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+def _judged(cfg: dict[str, Any], manifest: dict[str, Any], profile: dict[str, Any],
+            figures: dict[str, Any]) -> dict[str, Any]:
     """The release's verdicts on new rows' figures (drift.release_verdicts), against its own past scores."""
     import drift
     past = _read(cfg, history.past_new_scores, manifest["version"])
-    return {**drift.release_verdicts(cfg, _profile(manifest), float(manifest["scores"]["f1"]), past, figures),
+    return {**drift.release_verdicts(cfg, profile, float(manifest["scores"]["f1"]), past, figures),
             "release": manifest["version"]}
 
 

@@ -245,7 +245,7 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
     manifest["rejected"].pop(name, None)
     index["fresh"][batch_id] = fresh
     if hs.get("csv"):
-        index.setdefault("csv", {})[batch_id] = hs["csv"]  # the batch's CSV lines, for the export
+        index["csv"][batch_id] = hs["csv"]  # the batch's CSV lines, for the export
     removed = 0
     if replace:
         manifest["batches"].remove(previous)

@@ -82,14 +82,12 @@ def dataset(cfg: dict[str, Any], spark: SparkSession, manifest: dict[str, Any],
     anti-join on Parquet's own row positions. Persisted: a fit reads it many times."""
     index = index if index is not None else store.load_index(cfg, manifest)
     names = [c for c in columns(cfg) if labelled or c != cfg["target_column"]]
-    live = [b for b in manifest["batches"] if b["labelled"] == labelled and b["id"] > after]
+    live = store.batches_read(manifest, after, labelled)
     if not live:
         schema = ", ".join(f"`{c}` {'string' if c == cfg['id_column'] else 'double'}" for c in names)
         return spark.createDataFrame([], schema)
     raw = spark.read.parquet(*[store.batch_path(cfg, b["id"]).as_uri() for b in live])
-    kept = {b["id"]: index["keep"][b["id"]] & index["fresh"][b["id"]] if after else index["keep"][b["id"]]
-            for b in live}
-    dropped = [(store.batch_path(cfg, b["id"]).name, np.flatnonzero(~kept[b["id"]])) for b in live]
+    dropped = [(store.batch_path(cfg, b["id"]).name, np.flatnonzero(~store.rows_read(index, b, after))) for b in live]
     left_out = pd.DataFrame({"_file": np.repeat([f for f, _ in dropped], [len(r) for _, r in dropped]),
                              "_row": np.concatenate([r for _, r in dropped]).astype(np.int64)})
     if len(left_out):
@@ -318,7 +316,8 @@ def new_row_figures(cfg: dict[str, Any], spark: SparkSession, model: Any, profil
     """drift.new_row_figures of the rows first ingested after a batch id, as Spark aggregates: the deployed model
     scores them on the workers (the same scikit-learn Pipeline, batch by batch), one pass counts the confusion, the
     expected counts and each feature's and the risk's values below the profile's edges and quantiles, and one
-    ranged pass per column finds its CDF gaps. Nothing but the figures comes to this process."""
+    ranged pass over every column's distinct values finds the CDF gaps (cdf_gaps). Nothing but the figures comes to
+    this process."""
     features, target = cfg["feature_columns"], cfg["target_column"]
     index = store.load_index(cfg, manifest)
     labelled = dataset(cfg, spark, manifest, index, after)

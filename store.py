@@ -150,9 +150,7 @@ def _append_csv(lines: dict[str, Any], table: pa.Table, source: bytes | None = N
         if _needs_quotes(table.column(0)):
             lines["ok"] = False
             return
-        out = io.BytesIO()
-        pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-        data = out.getbuffer()
+        data = _plain_csv(table)
         if data.nbytes and np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10) != table.num_rows:
             lines["ok"] = False  # not one line per row: the export reads the batch back
             return
@@ -207,11 +205,16 @@ def own_lines(source: bytes, table: pa.Table) -> memoryview | None:
 
 
 def csv_ready(lines: dict[str, Any] | None) -> bool:
-    """Wait for a batch's CSV lines; whether the export can take them."""
+    """Wait for a batch's CSV lines; whether the export can take them (a job that failed leaves the batch to be
+    read back, as a failed write does)."""
     if lines is None:
         return False
-    for job in lines["jobs"]:
-        job.result()
+    try:
+        for job in lines["jobs"]:
+            job.result()
+    except Exception:  # noqa: BLE001 (the lines are a shortcut: whatever went wrong, the batch is read back)
+        log.warning("the CSV lines of %s could not be made: the export reads the batch back", lines["path"].name)
+        return False
     return bool(lines["ok"]) and lines["path"].exists()
 
 
@@ -409,27 +412,40 @@ def read_dataset(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str,
     or, after a batch id, only the rows first ingested after it (what a drift check has not seen)."""
     index = index if index is not None else load_index(cfg, manifest)
     wanted = [c for c in columns(cfg) if keep is None or c in keep]
-    tables = []
-    for b in manifest["batches"]:
-        if b["id"] <= after or b["labelled"] != labelled:
-            continue
-        mask = index["keep"][b["id"]] & index["fresh"][b["id"]] if after else index["keep"][b["id"]]
-        names = [c for c in wanted if labelled or c != cfg["target_column"]]
-        tables.append(pq.read_table(batch_path(cfg, b["id"]), columns=names).filter(pa.array(mask)))
+    names = [c for c in wanted if labelled or c != cfg["target_column"]]
+    tables = [pq.read_table(batch_path(cfg, b["id"]), columns=names).filter(pa.array(rows_read(index, b, after)))
+              for b in batches_read(manifest, after, labelled)]
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype=object if c == cfg["id_column"] else "float64") for c in wanted})
     return pa.concat_tables(tables).to_pandas()
 
 
-def csv_rows(table: pa.Table, cfg: dict[str, Any]) -> bytes:
+def batches_read(manifest: dict[str, Any], after: int = 0, labelled: bool = True) -> list[dict[str, Any]]:
+    """The live batches read_dataset reads: the labelled (or the unlabelled) ones, after a batch id if given."""
+    return [b for b in manifest["batches"] if b["id"] > after and b["labelled"] == labelled]
+
+
+def rows_read(index: dict[str, Any], batch: dict[str, Any], after: int = 0) -> np.ndarray:
+    """Which rows of a batch read_dataset reads: the ones the dataset keeps; after a batch id, only those of them
+    that were new to the store when ingested (what a drift check has not seen)."""
+    keep = index["keep"][batch["id"]]
+    return keep & index["fresh"][batch["id"]] if after else keep
+
+
+def csv_rows(table: pa.Table, cfg: dict[str, Any]) -> bytes | memoryview:
     """The rows of a typed table as CSV lines without a header. pyarrow's writer is 3-5x faster than to_csv and
     writes whole floats without ".0" (nulls as empty cells); it cannot quote only where needed, so ids with a comma,
     quote or line break go through pandas, which does."""
     if table.num_rows and _needs_quotes(table.column(cfg["id_column"])):
         return _whole_floats(table.to_pandas()).to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+    return _plain_csv(table)
+
+
+def _plain_csv(table: pa.Table) -> memoryview:
+    """csv_rows of a table whose ids need no quotes: pyarrow's writer, no header, nothing quoted."""
     out = io.BytesIO()
     pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-    return out.getvalue()
+    return out.getbuffer()
 
 
 def _needs_quotes(ids: pa.ChunkedArray) -> bool:
@@ -488,7 +504,7 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
     batch of 20 million rows would take gigabytes as one frame). pyarrow's CSV writer uses one core and releases
     the GIL: slices are turned into CSV on EXPORT_THREADS threads, a few ahead, written in order."""
     pending: deque[Future[bytes]] = deque()
-    spilled = index.get("csv", {})
+    spilled = index["csv"]
     with ThreadPoolExecutor(EXPORT_THREADS) as pool:
         for b in manifest["batches"]:
             if not b["labelled"] or only is not None and b["id"] not in only:
