@@ -13,7 +13,9 @@ Cases (each figure the median of several fresh processes; ratios are ours / the 
    against ingesting that file alone into an empty store; the straightforward ingest re-reads every file.
 3. Full ingest of 10 files: `ingestion.py` (the store and its exports) against DuckDB (`COPY (SELECT DISTINCT *
    FROM read_csv([...])) TO 'duckdb.csv'`), the floor (bench/floor.py: pyarrow read, hash de-duplication,
-   pyarrow write) and the straightforward ingest (pandas read_csv, concat, drop_duplicates, to_csv).
+   pyarrow write), the store floor (bench/floor.py store: the least that keeping our store's files takes, with
+   pyarrow and with DuckDB as the engine) and the straightforward ingest (pandas read_csv, concat,
+   drop_duplicates, to_csv).
 4. Training and scoring: `training.py` + `scoring.py` against fitting training.build_pipeline() on the same
    rows as in-memory arrays (bench/floor.py fit), and the straightforward train + score; beside it the training
    read alone: store.read_dataset in a probe (bench/drift_probe.py --read) against pyarrow reading the store's
@@ -478,6 +480,8 @@ def case_ingest(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
     files = source_files(label)
     cmds: dict[str, Callable[[Path], list[Any]]] = {
         "duckdb": duckdb_cmd, "floor": lambda ws: floor_cmd("ingest", ws),
+        "store floor": lambda ws: floor_cmd("store", ws),
+        "store floor (DuckDB)": lambda ws: floor_cmd("store", ws, "--engine", "duckdb"),
         "ours": lambda ws: ours_cmd("ingestion.py", ws, "--json"), "straightforward": lambda ws: sf_cmd("ingest", ws)}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in cmds}
     kept: dict[str, int] = {}
@@ -499,6 +503,11 @@ def case_ingest(label: str, reps: int, sf_reps: int) -> dict[str, Any]:
             row(label, "floor", "`floor.py ingest` (pyarrow)", runs["floor"], base,
                 f"read {parts['read_s']:.2f} s, de-duplicate {parts['dedup_s']:.2f} s, "
                 f"write {parts['write_s']:.2f} s"),
+            row(label, "store floor", "`floor.py store` (pyarrow; our store's files, no checks)",
+                runs["store floor"], base, f"{median_of(runs['store floor'], 'seconds'):.2f} s after the imports"),
+            row(label, "store floor (DuckDB)", "`floor.py store --engine duckdb` (DuckDB reads, hashes, writes)",
+                runs["store floor (DuckDB)"], base,
+                f"{median_of(runs['store floor (DuckDB)'], 'seconds'):.2f} s after the imports"),
             row(label, "straightforward", "`straightforward.py ingest`", runs["straightforward"], base,
                 f"{median_of(runs['straightforward'], 'seconds'):.2f} s after the imports")]
     same = len(set(kept.values())) == 1
@@ -679,7 +688,12 @@ CASES: dict[int, tuple[str, str]] = {
         "duckdb and running `COPY (SELECT DISTINCT * FROM read_csv([the ten files])) TO 'duckdb.csv'`: its "
         "multi-threaded CSV reader, column types sniffed, a hash DISTINCT, one CSV written), the floor "
         "(`bench/floor.py ingest`: pyarrow.csv multi-threaded read with the column types given, de-duplication "
-        "by a 64-bit row hash, pyarrow.csv write of finaldata.csv) and the straightforward ingest "
+        "by a 64-bit row hash, pyarrow.csv write of finaldata.csv), the store floor (`bench/floor.py store`: "
+        "what keeping our store's files takes at the least, file by file, two files in flight: the bytes read and "
+        "SHA-256 hashed, pyarrow's typed read, a row hash on the Arrow buffers, one Parquet batch per file with "
+        "its hashes, de-duplication against the earlier files, finaldata.csv from the files' own lines; no checks, "
+        "manifest or index), the same with DuckDB as the engine (`--engine duckdb`: DuckDB's read_csv, hash() and "
+        "COPY to Parquet for each batch) and the straightforward ingest "
         "(`bench/straightforward.py ingest`: pandas read_csv per file, concat, drop_duplicates, to_csv). Targets "
         "at 10M: within 1.2x of DuckDB, peak below 4 GB."),
     4: ("Training and scoring", "`training.py` then `scoring.py` (read the store's labelled rows, fit, reference "
