@@ -11,7 +11,7 @@ distinct row once, in the first live batch that holds it. A known file whose con
 replaces the old version's rows (ingestion.on_change "replace") or adds to them ("append"), and the run says how many
 rows came and went. A bad file is recorded as rejected with its reason and retried only once it changes; so is any
 file that cannot be read whole (too large, an I/O or decoding error). A file that changed while it was read is
-tried again next run. Source files are never modified. After every change finaldata.csv and ingestedfiles.txt are
+tried again next run; so is one the store could not take (a full disk), and the run fails in one line. Source files are never modified. After every change finaldata.csv and ingestedfiles.txt are
 exported from the store; edited or deleted by hand, they are rebuilt from it.
 """
 from __future__ import annotations
@@ -176,7 +176,8 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         if on_spark is not None:
             hashes = hashparts.new_hashes(held=[on_spark])
         elif write:
-            _, hashes = store.write_batch(cfg, batch_id, chunks, export=labelled)
+            export = labelled and store.room_for_lines(cfg, index, st.st_size)
+            _, hashes = store.write_batch(cfg, batch_id, chunks, export=export)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
             hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id])])
@@ -186,6 +187,8 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
             raise OSError(errno.EAGAIN, "changed while being read (still being written?)")
     except DataError as e:
         return _reject(name, stat, str(e), manifest)
+    except store.StoreWriteError as e:  # the store's disk, not the file: not recorded, the run fails
+        raise cli.StepError(f"{e}; {shown} is not ingested, it is tried again next run") from None
     except OSError as e:
         if e.errno == errno.EAGAIN:
             reason = f"{shown}: {_unreadable(e)}; will try again next run"

@@ -36,6 +36,7 @@ from pyspark.sql import functions as F
 
 import drift
 import store
+from config import display_path
 from datacontract import DataError, columns, parse_csv, row_end
 
 ROOT = Path(__file__).resolve().parent
@@ -438,9 +439,9 @@ def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, lab
                 .mapInPandas(parse, "piece long, rows long").collect())
         if any(r["rows"] < 0 for r in done):
             return None
-        written = {"output_folder_path": parts}
-        return join_parts(store.batch_path(cfg, batch_id), [store.batch_path(written, r["piece"])
-                                                            for r in sorted(done) if r["rows"] > 0])
+        written, batch = {"output_folder_path": parts}, store.batch_path(cfg, batch_id)
+        with store.writing(display_path(cfg, batch)):  # the store's disk, not the file: the run fails instead
+            return join_parts(batch, [store.batch_path(written, r["piece"]) for r in sorted(done) if r["rows"] > 0])
     finally:
         shutil.rmtree(parts, ignore_errors=True)
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 import artifacts
 from atomicio import atomic_file, fsync_path
+from config import display_path
 from datacontract import columns
 from filerecord import escape_name, exports_untouched, write_manifest
 from hashparts import first_new, first_seen, hashes_part, hold, new_hashes, partitions
@@ -52,7 +54,16 @@ CSV_WORKER = ThreadPoolExecutor(1, thread_name_prefix="csv-lines")
 SOURCE = "csv_source"    # a piece's frame.attrs key: the CSV bytes it was parsed from (ingestion.read_chunks)
 HASHES = "row_hashes"    # and its row_hashes, when they were computed on the thread that parsed it
 PLAIN_DIGITS = 10        # pyarrow writes a whole float of up to 10 digits as those digits (1e10 as "1e+10")
+# Free bytes, in sizes of the file, that keeping its CSV lines until the export needs: the lines, finaldata.csv
+# growing by them at the export (while they still exist), and the batch (smaller than the file).
+LINES_ROOM = 3
+ARROW_ERRNO = re.compile(r"\[errno (\d+)\]")  # pyarrow's I/O errors carry the errno in their message only
 log = logging.getLogger("ingestion")
+
+
+class StoreWriteError(OSError):
+    """The store could not be written (a full disk, say): the run fails, and the file it was storing is not to
+    blame: it is tried again next run."""
 
 
 def folder(cfg: dict[str, Any]) -> Path:
@@ -84,35 +95,64 @@ def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFram
     """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes). The
     file is fsynced but named by no manifest yet: until one does, it is garbage. With export (a labelled batch of
     an ingestion), each chunk's CSV lines are also written beside it, on a worker thread, for the export
-    (hashes["csv"]: spill_csv)."""
+    (hashes["csv"]: spill_csv). A failed write raises StoreWriteError; anything else raised is the frames'."""
     path = batch_path(cfg, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}", cfg["ingestion"]["spill_rows"]), None
     lines = hashes["csv"] = new_csv(csv_path(cfg, batch_id)) if export else None
+    shown = display_path(cfg, path)
     try:
-        for df in frames:
+        for df in frames:  # reading the file: what goes wrong here is the file's
             source, h = df.attrs.pop(SOURCE, None), df.attrs.pop(HASHES, None)
             h = row_hashes(df) if h is None else h
             table = pa.Table.from_pandas(df.assign(**{HASH: h}), preserve_index=False)
-            writer = writer or batch_writer(path, table.schema)
-            if lines is not None:
-                spill_csv(lines, table, cfg, source)
-            writer.write_table(table)
-            hold(hashes, h)
+            with writing(shown):  # writing the store: what goes wrong here is not
+                writer = writer or batch_writer(path, table.schema)
+                if lines is not None:
+                    spill_csv(lines, table, cfg, source)
+                writer.write_table(table)
+                hold(hashes, h)
             del df, table  # before the next piece is parsed: a 32 MB piece takes 0.4 GB as a frame
+        if writer is None:
+            raise ValueError("no rows")
+        with writing(shown):
+            writer.close()
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
     except BaseException:
         if writer is not None:
-            writer.close()
+            with suppress(OSError):  # closing flushes: on a full disk that fails too, and the file goes anyway
+                writer.close()
         path.unlink(missing_ok=True)
         shutil.rmtree(hashes["spill"], ignore_errors=True)
         drop_csv(lines)
         raise
-    if writer is None:
-        raise ValueError("no rows")
-    writer.close()
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
     return path, hashes
+
+
+@contextmanager
+def writing(shown: str) -> Iterator[None]:
+    """Turn an OSError of writing a store file (shown: its name for people) into StoreWriteError, one line naming
+    the file and the reason."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except OSError as e:
+        found = ARROW_ERRNO.search(str(e))
+        reason = os.strerror(int(found[1])) if found else e.strerror or str(e)
+        raise StoreWriteError(f"cannot write {shown} ({reason})") from e
+
+
+def room_for_lines(cfg: dict[str, Any], index: dict[str, Any], size: int) -> bool:
+    """Whether the disk has room to keep a file of size bytes as CSV lines until the export (LINES_ROOM, and as
+    much again for the lines this run already keeps, which the export copies too); without it the export reads
+    the batch back, which needs no more room than the export itself."""
+    kept = sum(lines["path"].stat().st_size for lines in index["csv"].values() if lines["path"].exists())
+    try:
+        return shutil.disk_usage(cfg["output_folder_path"]).free >= LINES_ROOM * size + kept
+    except OSError:
+        return False
 
 
 def csv_path(cfg: dict[str, Any], batch_id: int) -> Path:
@@ -514,6 +554,7 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
                 while pending:
                     f.write(pending.popleft().result())
                 _append_kept(f, spilled[b["id"]]["path"], keep)
+                drop_csv(spilled[b["id"]])  # copied: its room is given back before the next batch's lines
                 continue
             for table in _kept_slices(cfg, b["id"], keep):
                 pending.append(pool.submit(csv_rows, table, cfg))

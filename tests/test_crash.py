@@ -40,7 +40,7 @@ from campaign import (
     query,
     register_shipped,
 )
-from conftest import tree_hashes
+from conftest import ROOT, history_rows, rejected_record, run_script, tree_hashes, write_config
 
 SEED = 20261127
 CHAINS = 2  # two workspaces side by side: one per core
@@ -415,6 +415,63 @@ def test_a_full_disk_fails_in_one_line_loses_nothing_and_the_next_run_completes(
             shutil.rmtree(ws)
     print("\n" + "\n".join(f"{leave // 1024:6d} KB free: {what}" for leave, what in outcomes))
     assert sum(not what.startswith("completed") for _, what in outcomes) >= 2
+
+
+def one_file_workspace(ws: Path, rows: int = 60_000) -> Path:
+    """A workspace whose input folder holds one new data file of rows rows (1% of them repeated); the file."""
+    (ws / "sourcedata").mkdir(parents=True)
+    shutil.copytree(ROOT / "testdata", ws / "testdata")
+    write_config(ws)
+    rng = np.random.default_rng(SEED)
+    values = rng.integers(0, 5000, size=(rows, 3))
+    lines = [f"c{i:07d},{a},{b},{c},{i % 2}\n" for i, (a, b, c) in enumerate(values.tolist())]
+    lines += lines[:rows // 100]
+    path = ws / "sourcedata" / "data001.csv"
+    path.write_text("corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n" + "".join(lines))
+    return path
+
+
+@pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root; a full disk cannot be made honestly")
+def test_a_full_disk_while_a_file_is_stored_fails_the_run_and_leaves_the_file_to_the_next_run(tmp_path):
+    """Found by trying it: a full disk while a good file's batch was written recorded the file as rejected ("cannot
+    read file"), so it was never read again, even once there was room. The disk is the store's, not the file's."""
+    with tmpfs(tmp_path / "disk", 16) as disk:
+        ws = disk / "ws"
+        one_file_workspace(ws)
+        filler = fill(disk, 300 * 1024)
+        p = run_script("ingestion.py", ws)
+        line = assert_one_clear_line(p, "No space left on device", "sourcedata/data001.csv", "next run")
+        assert "store/batches/" in line, line
+        assert rejected_record(ws) == {}
+        assert not list((ws / "ingesteddata" / "store").glob("batches/*.parquet"))
+        filler.unlink()
+        assert history_rows(ws, "SELECT outcome FROM runs WHERE step = 'ingestion'") == [("failed",)]
+        p = run_script("ingestion.py", ws)
+        assert p.returncode == 0, p.stderr
+        assert "ingested 1 new file: 60,000 rows, 600 duplicates dropped" in p.stdout
+        assert len((ws / "ingesteddata" / "finaldata.csv").read_text().splitlines()) == 60_001
+
+
+@pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root; a full disk cannot be made honestly")
+def test_a_file_the_disk_has_room_for_is_ingested_in_one_run_though_its_csv_lines_would_not_fit(tmp_path):
+    """The CSV lines kept for the export double a file's bytes on disk until then: where the disk has room for the
+    ingest but not for them, they are not kept (the export reads the batch back) and the run succeeds, where it
+    failed at the export (No space left on device: finaldata.csv)."""
+    with tmpfs(tmp_path / "disk", 16) as disk:
+        calm = disk / "calm"
+        size = one_file_workspace(calm).stat().st_size
+        before = free_bytes(disk)
+        assert run_script("ingestion.py", calm).returncode == 0
+        needed = before - free_bytes(disk)
+        expected = (calm / "ingesteddata" / "finaldata.csv").read_bytes()
+        shutil.rmtree(calm)
+        ws = disk / "ws"
+        one_file_workspace(ws)
+        fill(disk, needed + size // 2)  # room for the ingest, not for the lines as well
+        p = run_script("ingestion.py", ws)
+        assert p.returncode == 0, p.stderr
+        assert (ws / "ingesteddata" / "finaldata.csv").read_bytes() == expected
+        assert not list((ws / "ingesteddata" / "store").glob("csv-*.csv"))
 
 
 @pytest.mark.parametrize("folder", ["ingesteddata", "models", "production_deployment"])
