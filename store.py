@@ -13,7 +13,9 @@ writes its own hashes, not the dataset's: merged into a new hashes file once the
 index and the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the
 next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they
 do not match what the manifest recorded of them; csv-000012.csv holds a labelled batch's CSV lines, made while it
-was ingested, until that run's export appends them (then removed; a run killed before leaves it to the next).
+was ingested when the disk has room for them (room_for_lines), until that run's export appends them (then removed;
+a run killed before leaves it to the next). A store file that cannot be written (a full disk) raises
+StoreWriteError: the run fails, and the file being ingested is not blamed for it.
 
 Memory is bounded whatever the size of a file or of the store: de-duplication works on one range of hash values
 at a time, and a large file's hashes wait on disk, by range, until the file is read (hashparts.py;
@@ -121,7 +123,7 @@ def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFram
                 os.fsync(f.fileno())
     except BaseException:
         if writer is not None:
-            with suppress(OSError):  # closing flushes: on a full disk that fails too, and the file goes anyway
+            with suppress(OSError, ValueError):  # closing flushes: on a full disk it fails too; the file goes anyway
                 writer.close()
         path.unlink(missing_ok=True)
         shutil.rmtree(hashes["spill"], ignore_errors=True)
