@@ -11,8 +11,9 @@ distinct row once, in the first live batch that holds it. A known file whose con
 replaces the old version's rows (ingestion.on_change "replace") or adds to them ("append"), and the run says how many
 rows came and went. A bad file is recorded as rejected with its reason and retried only once it changes; so is any
 file that cannot be read whole (too large, an I/O or decoding error). A file that changed while it was read is
-tried again next run; so is one the store could not take (a full disk), and the run fails in one line. Source files are never modified. After every change finaldata.csv and ingestedfiles.txt are
-exported from the store; edited or deleted by hand, they are rebuilt from it.
+tried again next run; so is one the store could not take (a full disk), and the run fails in one line. Source files
+are never modified. After every change finaldata.csv and ingestedfiles.txt are exported from the store; edited or
+deleted by hand, they are rebuilt from it.
 """
 from __future__ import annotations
 
