@@ -150,8 +150,8 @@ def room_for_lines(cfg: dict[str, Any], index: dict[str, Any], size: int) -> boo
     """Whether the disk has room to keep a file of size bytes as CSV lines until the export (LINES_ROOM, and as
     much again for the lines this run already keeps, which the export copies too); without it the export reads
     the batch back, which needs no more room than the export itself."""
-    kept = sum(lines["path"].stat().st_size for lines in index["csv"].values() if lines["path"].exists())
-    try:
+    try:  # a lines file may vanish meanwhile: its worker removes it when a write fails
+        kept = sum(lines["path"].stat().st_size for lines in index["csv"].values() if lines["path"].exists())
         return shutil.disk_usage(cfg["output_folder_path"]).free >= LINES_ROOM * size + kept
     except OSError:
         return False

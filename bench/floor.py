@@ -35,6 +35,7 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def kept_lines(data: bytes, keep: np.ndarray) -> list[memoryview]:
     return [body[a:b] for a, b in zip(cuts[0::2].tolist(), cuts[1::2].tolist(), strict=True) if b > a]
 
 
-def pyarrow_batch(path: Path, out: Path, cfg: dict[str, Any]) -> tuple[bytes, np.ndarray]:
+def pyarrow_batch(cfg: dict[str, Any], path: Path, out: Path) -> tuple[bytes, np.ndarray]:
     """The store floor's batch by pyarrow: bytes, content hash, typed read, row hashes, Parquet file."""
     data = path.read_bytes()
     hashlib.sha256(data).hexdigest()
@@ -174,7 +175,7 @@ def pyarrow_batch(path: Path, out: Path, cfg: dict[str, Any]) -> tuple[bytes, np
     return data, h
 
 
-def duckdb_batch(con: Any, path: Path, out: Path, cfg: dict[str, Any]) -> tuple[bytes, np.ndarray]:
+def duckdb_batch(con: Any, cfg: dict[str, Any], path: Path, out: Path) -> tuple[bytes, np.ndarray]:
     """The store floor's batch by DuckDB: bytes and content hash here, DuckDB's typed read, hash() and Parquet
     write in one COPY, the hashes read back from the batch file."""
     data = path.read_bytes()
@@ -198,13 +199,14 @@ def store(cfg: dict[str, Any], engine: str) -> dict[str, Any]:
         import duckdb  # bench-only (requirements-bench.txt); only this engine needs it
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
-        make = lambda i, p: duckdb_batch(con, p, batches / f"{i:06d}.parquet", cfg)  # noqa: E731 (one line)
+        make = partial(duckdb_batch, con, cfg)
     else:
-        make = lambda i, p: pyarrow_batch(p, batches / f"{i:06d}.parquet", cfg)  # noqa: E731 (one line)
+        make = partial(pyarrow_batch, cfg)
+    outs = [batches / f"{i:06d}.parquet" for i in range(1, len(files) + 1)]
     seen = np.empty(0, dtype=np.uint64)
     with open(cfg["output_folder_path"] / "finaldata.csv", "wb") as f, ThreadPoolExecutor(STORE_THREADS) as pool:
         f.write((",".join(arrow_types(cfg)) + "\n").encode())
-        for data, h in pool.map(make, range(1, len(files) + 1), files):
+        for data, h in pool.map(make, files, outs):
             distinct, first = np.unique(h, return_index=True)
             pos = np.searchsorted(seen, distinct)  # sorted lookups walk seen in order
             hit = (pos < len(seen)) & (seen[np.minimum(pos, max(len(seen) - 1, 0))] == distinct) if len(seen) \
