@@ -164,7 +164,7 @@ def fast_parse(data: bytes, cfg: dict[str, Any], require_target: bool = True,
 def _fast_column(col: pa.ChunkedArray, name: str, cfg: dict[str, Any], ascii_only: bool) -> Any:
     """One column of a pyarrow read as the checked reader would type it, or None if that reader might refuse it."""
     if name == cfg["id_column"]:
-        ids = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
+        ids = col.to_pandas()  # pandas' str dtype, on pyarrow's own buffers: no Python string per id
         padded = not ascii_only or any(_padded(chunk) for chunk in col.chunks)
         return ids.str.strip() if padded else ids
     values = col.to_numpy(zero_copy_only=False)
@@ -333,7 +333,7 @@ def _typed(raw: pd.DataFrame, cfg: dict[str, Any], source: str, require_target: 
     out = pd.DataFrame(index=raw.index)
     id_col, target = cfg["id_column"], cfg["target_column"]
     if id_col in raw:
-        out[id_col] = raw[id_col].str.strip().astype(object)
+        out[id_col] = raw[id_col].str.strip().astype("str")
     for col in cfg["feature_columns"]:
         out[col] = _numbers(raw[col], col, source, cfg["feature_max"])
     if target in raw:

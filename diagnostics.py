@@ -75,7 +75,7 @@ def missing_table(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     out = {}
     for col in df.columns:
         missing = df[col].isna()
-        if df[col].dtype == object:
+        if pd.api.types.is_string_dtype(df[col].dtype):
             missing |= df[col] == ""  # an empty id cell is missing too
         count = int(missing.sum())
         out[col] = {"count": count, "percent": round(100 * count / n, 4) if n else 0.0}

@@ -6,7 +6,8 @@
 Kept light on purpose (no pandas): the cron tick with no new data reads only this and the input folder's listing.
 The manifest (<output_folder_path>/store/manifest.json, written atomically by ingestion alone) lists the live
 batches in order, one per ingested file version (file name, content hash, size, mtime, rows, batch id, when), the
-versions a correction retired, and the rejected files with their reasons. A file is "new" when it is in neither,
+versions a correction retired, the rejected files with their reasons, and which row hash the store's batches
+were hashed with (row_hash: store.row_hashes). A file is "new" when it is in neither,
 or its content hash differs from the recorded one; size and mtime are checked first, so only files that look
 changed are hashed. A file is taken only once it has landed: unchanged for ingestion.settle_seconds and ending with
 a line end (one without a final line end waits ingestion.unterminated_seconds), so a file still being copied in is
@@ -25,12 +26,13 @@ import objectstore
 from atomicio import atomic_write_json, sha256_file
 
 FORMAT = 1
+ROW_HASH = 2  # the row hash a new store uses (store.row_hashes); a store keeps the one it was made with
 
 
 def empty_manifest() -> dict[str, Any]:
     """The manifest of a store with nothing in it."""
     return {"format": FORMAT, "commit": 0, "next_batch": 1, "batches": [], "retired": [], "rejected": {},
-            "index": None, "exports": {}}
+            "index": None, "exports": {}, "row_hash": ROW_HASH}
 
 
 def read_manifest(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +46,7 @@ def read_manifest(cfg: dict[str, Any]) -> dict[str, Any]:
         raise OSError(f"{path}: unreadable store manifest ({e}); restore it from a backup") from None
     if manifest.get("format") != FORMAT:
         raise OSError(f"{path}: store format {manifest.get('format')}, this code reads format {FORMAT}")
+    manifest.setdefault("row_hash", 1)  # made before row hash 2: its stored hashes are row hash 1's
     return manifest
 
 

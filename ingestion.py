@@ -173,15 +173,16 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         else:
             labelled = has_target(path, cfg)
             chunks = read_chunks(path, cfg, shown, labelled, sources=write)
-        on_spark = spark_batch(cfg, batch_id, path, shown, labelled) if write and cfg["engine"] == "spark" else None
+        on_spark = spark_batch(cfg, batch_id, path, shown, labelled, manifest["row_hash"]) \
+            if write and cfg["engine"] == "spark" else None
         if on_spark is not None:
             hashes = hashparts.new_hashes(held=[on_spark])
         elif write:
             export = labelled and store.room_for_lines(cfg, index, st.st_size)
-            _, hashes = store.write_batch(cfg, batch_id, chunks, export=export)
+            _, hashes = store.write_batch(cfg, batch_id, chunks, manifest["row_hash"], export=export)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
-            hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id])])
+            hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id], manifest["row_hash"])])
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
             store.drop_batch(cfg, batch_id, hashes)
@@ -271,11 +272,12 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
                                 "labelled": labelled}]}
 
 
-def spark_batch(cfg: dict[str, Any], batch_id: int, path: Path, shown: str, labelled: bool) -> np.ndarray | None:
+def spark_batch(cfg: dict[str, Any], batch_id: int, path: Path, shown: str, labelled: bool,
+                row_hash: int) -> np.ndarray | None:
     """The spark engine's read of a data file into its batch (sparkengine.py): the batch's row hashes, or None when
     the file is to be read here instead (every refusal is worded by read_chunks)."""
     import sparkengine  # only here: pyspark is installed where a config chooses the engine (requirements-spark.txt)
-    return sparkengine.write_batch(cfg, batch_id, path, shown, labelled)
+    return sparkengine.write_batch(cfg, batch_id, path, shown, labelled, row_hash)
 
 
 def has_target(path: Path, cfg: dict[str, Any]) -> bool:
@@ -354,10 +356,11 @@ def read_ahead(cfg: dict[str, Any], path: Path, manifest: dict[str, Any],
             return
     except OSError:
         return  # _take says why
-    ahead[path] = READER.submit(_read_whole, path, cfg, escape_name(name))
+    ahead[path] = READER.submit(_read_whole, path, cfg, escape_name(name), manifest["row_hash"])
 
 
-def _read_whole(path: Path, cfg: dict[str, Any], shown: str) -> tuple[tuple[int, int], str, bool, Any] | None:
+def _read_whole(path: Path, cfg: dict[str, Any], shown: str,
+                row_hash: int) -> tuple[tuple[int, int], str, bool, Any] | None:
     """On READER: a one-piece file's (size, mtime) as read, its SHA-256, whether it is labelled, and its typed frame
     or the exception read_chunks would raise (None: it changed while read, or is no longer one piece)."""
     try:
@@ -375,7 +378,7 @@ def _read_whole(path: Path, cfg: dict[str, Any], shown: str) -> tuple[tuple[int,
     labelled = header_has_target(data[:data.find(b"\n") + 1] or data, cfg)  # has_target of the bytes read
     try:
         df = _with_source(parse_csv(data, cfg, shown, labelled), data)
-        df.attrs[store.HASHES] = store.row_hashes(df)  # here too, while the other thread writes Parquet
+        df.attrs[store.HASHES] = store.row_hashes(df, row_hash)  # here too, while the other thread writes Parquet
     except Exception as e:  # noqa: BLE001 (raised where read_chunks would raise it: _parsed)
         return stamp, digest, labelled, e
     return stamp, digest, labelled, df

@@ -5,7 +5,7 @@ and index (byte for byte), the same scikit-learn Pipeline artifact (its paramete
 Pipeline) and reference profile, so scoring, the API and the reports never know which engine ran.
 
     import sparkengine                                   # needs pyspark (requirements-spark.txt) and Java 17
-    hashes = sparkengine.write_batch(cfg, batch_id, path, "x.csv", True)   # ingestion.py's hook; None: read it here
+    hashes = sparkengine.write_batch(cfg, batch_id, path, "x.csv", True, 2)  # ingestion's hook (2: the row hash)
     spark = sparkengine.session(cfg, "training")         # one per process, from the config's spark section
     data = sparkengine.dataset(cfg, spark, manifest)     # the store's kept labelled rows, as a Spark DataFrame
     model, profile = sparkengine.fit(cfg, data, build_pipeline(cfg), rows)
@@ -410,7 +410,8 @@ def cdf_gaps(data: DataFrame, refs: dict[str, dict[str, Any]],
     return {**out, **{names[i]: g for i, g in gaps.items()}}
 
 
-def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, labelled: bool) -> np.ndarray | None:
+def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, labelled: bool,
+                row_hash: int) -> np.ndarray | None:
     """Read a data file on Spark's workers into the store's batch (store.write_batch's file: the same typed rows,
     hashes and format) and return its row hashes: the file is cut at row ends into pieces of about
     ingestion.chunk_bytes, each worker checks its pieces with the data contract's own reader (parse_csv) and writes
@@ -432,7 +433,7 @@ def write_batch(cfg: dict[str, Any], batch_id: int, path: Path, source: str, lab
             """Check and store each piece of the file; one row per piece: its rows, or -1 if refused."""
             for frame in frames:
                 for piece, start, end in frame.itertuples(index=False):
-                    rows = parse_piece(where, header, (start, end), parts, piece, cfg, source, labelled)
+                    rows = parse_piece(where, header, (start, end), parts, piece, cfg, source, labelled, row_hash)
                     yield pd.DataFrame({"piece": [piece], "rows": [rows]})
 
         done = (spark.createDataFrame(jobs).repartition(max(1, min(len(jobs), spark.sparkContext.defaultParallelism)))
@@ -473,7 +474,7 @@ def pieces(path: Path, size: int) -> list[tuple[int, int]] | None:
 
 
 def parse_piece(path: str, header: tuple[int, int], piece: tuple[int, int], parts: Path, number: int,
-                cfg: dict[str, Any], source: str, labelled: bool) -> int:
+                cfg: dict[str, Any], source: str, labelled: bool, row_hash: int) -> int:
     """On a worker: check one piece of a data file (with its header) under the data contract and write it as a
     one-chunk batch of a store under parts (store.write_batch's own file); its rows, 0 for a blank piece, -1 when
     refused."""
@@ -487,7 +488,7 @@ def parse_piece(path: str, header: tuple[int, int], piece: tuple[int, int], part
         df = parse_csv(head + body, cfg, source, labelled)
     except (DataError, ValueError, UnicodeError, MemoryError):
         return -1
-    store.write_batch({**cfg, "output_folder_path": parts}, number, [df])
+    store.write_batch({**cfg, "output_folder_path": parts}, number, [df], row_hash)
     return len(df)
 
 

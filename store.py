@@ -4,8 +4,9 @@
     df = read_dataset(cfg, after=7)             # rows first ingested in batches after 7 (a drift check's new rows)
 
 Under <output_folder_path>/store/: batches/000012.parquet holds one file version's rows as read (typed, with their
-64-bit row hash); index-000031.npz says, per live batch, which of its rows the dataset keeps (a row is kept in the
-first live batch that holds it) and which were new to the store when ingested; hashes-000012.u64 holds the
+64-bit row hash: row_hashes, by the manifest's row_hash); index-000031.npz says, per live batch, which of its
+rows the dataset keeps (a row is kept in the first live batch that holds it) and which were new to the store when
+ingested; hashes-000012.u64 holds the
 dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash range at a time), and up to
 ingestion.hash_segments files hashes-000013-seg.u64 those that later batches added, each sorted (an incremental run
 writes its own hashes, not the dataset's: merged into a new hashes file once there are that many); manifest.json
@@ -60,6 +61,10 @@ PLAIN_DIGITS = 10        # pyarrow writes a whole float of up to 10 digits as th
 # growing by them at the export (while they still exist), and the batch (smaller than the file).
 LINES_ROOM = 3
 ARROW_ERRNO = re.compile(r"\[errno (\d+)\]")  # pyarrow's I/O errors carry the errno in their message only
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # row hash 2: 2^64 over the golden ratio, the usual odd multiplier
+MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))  # splitmix64's finaliser constants
+# WORD_MASK[k]: the low k bytes of a little-endian word (a string's last word may have fewer than 8)
+WORD_MASK = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 log = logging.getLogger("ingestion")
 
 
@@ -78,11 +83,68 @@ def batch_path(cfg: dict[str, Any], batch_id: int) -> Path:
     return folder(cfg) / "batches" / f"{batch_id:06d}.parquet"
 
 
-def row_hashes(df: pd.DataFrame) -> np.ndarray:
+def row_hashes(df: pd.DataFrame, version: int) -> np.ndarray:
     """One 64-bit hash per row of a typed frame (equal rows, equal hashes), whatever the order of its columns (a
-    config may list the features in another order than the data ingested before)."""
+    config may list the features in another order than the data ingested before), by the store's row hash
+    (its manifest's row_hash): 2 mixes each column's hashes (_column_hashes); 1, of stores made before it, is
+    pandas' hash_pandas_object (SipHash of each id as a Python string: three times the time)."""
     ordered = df[sorted(df.columns)]
-    return pd.util.hash_pandas_object(ordered, index=False, categorize=False).to_numpy(dtype=np.uint64)
+    if version == 1:
+        return pd.util.hash_pandas_object(ordered, index=False, categorize=False).to_numpy(dtype=np.uint64)
+    h = np.zeros(len(df), dtype=np.uint64)
+    for name in ordered.columns:
+        h = _mix((h * GOLDEN) ^ _column_hashes(ordered[name]))
+    return h
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: every bit of a word moves every bit of its hash."""
+    x ^= x >> np.uint64(30)
+    x *= MIX[0]
+    x ^= x >> np.uint64(27)
+    x *= MIX[1]
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _column_hashes(col: pd.Series) -> np.ndarray:
+    """One 64-bit hash per value: text by its UTF-8 bytes, read from the Arrow buffers pandas keeps it in (no
+    Python string per id); numbers by their float64 bits (missing as NaN, -0 as 0, so 1 and 1.0 hash alike)."""
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0
+        values[np.isnan(values)] = np.nan  # one NaN: a NaN's payload bits are not part of its value
+        return _mix(values.view(np.uint64))
+    text = pa.array(col, type=pa.large_string(), from_pandas=True)  # pandas' str dtype: its own buffers
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    return np.concatenate([_text_hashes(c) for c in chunks]) if chunks else np.empty(0, dtype=np.uint64)
+
+
+def _text_hashes(arr: pa.LargeStringArray) -> np.ndarray:
+    """One 64-bit hash per string of an Arrow array: its length, then its bytes 8 at a time, mixed in."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    raw = arr.buffers()[2]
+    first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
+    data = np.zeros(size + 8, dtype=np.uint8)  # 8 zero bytes past the end: a last word can always be read whole
+    if raw is not None and size:
+        data[:size] = np.frombuffer(raw, dtype=np.uint8, count=size, offset=first)
+    # word_at[i]: the 8 bytes from byte i on as one little-endian word (a strided view, not a copy)
+    word_at = np.ndarray(shape=(size + 1,), dtype="<u8", buffer=data, strides=(1,))
+    starts, lengths = offsets[:-1] - first, np.diff(offsets)
+    h = _mix(lengths.astype(np.uint64) ^ GOLDEN)
+    rows = np.arange(len(arr))
+    for k in range(int((lengths.max(initial=0) + 7) // 8)):
+        rows = rows[lengths[rows] > 8 * k]  # the strings that have a k-th word
+        tail = np.minimum(lengths[rows] - 8 * k, 8)
+        h[rows] = _mix(h[rows] ^ (word_at[starts[rows] + 8 * k] & WORD_MASK[tail]))
+    return h
+
+
+def stored_table(df: pd.DataFrame) -> pa.Table:
+    """A typed frame as the Arrow table a batch stores: text as Arrow's string (pandas keeps its str dtype as
+    large_string), so every batch has one schema whichever reader typed its rows."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f
+                                 for f in table.schema], metadata=table.schema.metadata))
 
 
 def batch_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -92,9 +154,10 @@ def batch_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     return pq.ParquetWriter(path, schema, use_dictionary=[c for c in schema.names if c != HASH], compression=packing)
 
 
-def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame],
+def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame], row_hash: int,
                 export: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes). The
+    """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes, by
+    the store's row hash: row_hashes). The
     file is fsynced but named by no manifest yet: until one does, it is garbage. With export (a labelled batch of
     an ingestion), each chunk's CSV lines are also written beside it, on a worker thread, for the export
     (hashes["csv"]: spill_csv). A failed write raises StoreWriteError; anything else raised is the frames'."""
@@ -106,8 +169,8 @@ def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFram
     try:
         for df in frames:  # reading the file: what goes wrong here is the file's
             source, h = df.attrs.pop(SOURCE, None), df.attrs.pop(HASHES, None)
-            h = row_hashes(df) if h is None else h
-            table = pa.Table.from_pandas(df.assign(**{HASH: h}), preserve_index=False)
+            h = row_hashes(df, row_hash) if h is None else h
+            table = stored_table(df.assign(**{HASH: h}))
             with writing(shown):  # writing the store: what goes wrong here is not
                 writer = writer or batch_writer(path, table.schema)
                 if lines is not None:
@@ -225,7 +288,8 @@ def own_lines(source: bytes, table: pa.Table) -> memoryview | None:
         return None
     # The ids: their characters other than digits, as many as in the file (none stripped)...
     ids = pa.concat_arrays(table.column(0).chunks) if table.column(0).num_chunks != 1 else table.column(0).chunk(0)
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset:ids.offset + len(ids) + 1]
+    wide = np.int64 if pa.types.is_large_string(ids.type) else np.int32
+    offsets = np.frombuffer(ids.buffers()[1], dtype=wide)[ids.offset:ids.offset + len(ids) + 1]
     id_bytes = ids.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]] if len(ids) else b""
     id_digits = len(id_bytes) - len(id_bytes.translate(None, b"0123456789"))
     if len(id_bytes) - id_digits != len(bare) - rows * width:
@@ -458,7 +522,7 @@ def read_dataset(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str,
     tables = [pq.read_table(batch_path(cfg, b["id"]), columns=names).filter(pa.array(rows_read(index, b, after)))
               for b in batches_read(manifest, after, labelled)]
     if not tables:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == cfg["id_column"] else "float64") for c in wanted})
+        return pd.DataFrame({c: pd.Series(dtype="str" if c == cfg["id_column"] else "float64") for c in wanted})
     return pa.concat_tables(tables).to_pandas()
 
 

@@ -215,7 +215,6 @@ def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_w
     exponent or a leading zero, ids with digits or spaces, numbers of 10 and 11 digits), and the export's cut of
     the rows a batch does not keep is exact whatever the block size."""
     import numpy as np
-    import pyarrow as pa
 
     import store
     from datacontract import DataError, columns, parse_csv
@@ -233,7 +232,7 @@ def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_w
             df = parse_csv(data, cfg, "x.csv")
         except DataError:
             continue
-        table = pa.Table.from_pandas(df, preserve_index=False).select(columns(cfg))
+        table = store.stored_table(df).select(columns(cfg))
         own = store.own_lines(data, table)
         if own is not None:
             taken += 1
@@ -399,3 +398,44 @@ def test_hashes_kept_in_segments_dedup_exactly_as_one_merged_file(tmp_path):
     assert exports["segments"] == exports["merged"]
     assert set(exports["segments"].decode().splitlines()[1:]) == \
         {r.strip() for r in rows[:380] + rows[400:]} | {"e1,1,2,3,0", "f1,1,2,3,0"}
+
+
+def test_a_store_made_before_row_hash_2_keeps_its_hashes_and_dedups_as_a_new_one(tmp_path):
+    """A store whose manifest predates row hash 2 (no "row_hash": made by an earlier version) goes on hashing rows
+    as it did (pandas' hash_pandas_object, so its stored hashes still match); a new store uses row hash 2. Both
+    keep the same rows through new files, a duplicate from a file the checked reader reads (quotes), a correction
+    and an unlabelled file, and write the same export."""
+    rng = random.Random(21)
+    rows = [f"c{i:04d},{rng.randrange(5000)},{rng.choice(['', '7.5', '1e3'])},{rng.randrange(300)},"
+            f"{rng.randrange(2)}\n" for i in range(600)]
+    runs = [{"a.csv": HEADER + "".join(rows[:300] + rows[:20])},
+            {"b.csv": HEADER + '"q,1",1,2,3,0\n' + "".join(rows[250:450])},  # quoted: the checked reader
+            {"b.csv": HEADER + "".join(rows[250:400])},                         # corrected: 50 rows gone
+            {"c.csv": HEADER + "".join(rows[390:]), "u.csv": HEADER.replace(",exited", "") + "u1,1,2,3\n"}]
+    results, exports = {}, {}
+    for how in ("before", "new"):
+        ws = tmp_path / how
+        (ws / "sourcedata").mkdir(parents=True)
+        shutil.copytree(ROOT / "testdata", ws / "testdata")
+        write_config(ws)
+        if how == "before":  # the empty store's manifest as an earlier version wrote it
+            (ws / "ingesteddata" / "store").mkdir(parents=True)
+            (ws / "ingesteddata" / "store" / "manifest.json").write_text(json.dumps(
+                {"format": 1, "commit": 0, "next_batch": 1, "batches": [], "retired": [], "rejected": {},
+                 "index": None, "exports": {}}))
+        results[how] = []
+        for files in runs:
+            for name, text in files.items():
+                (ws / "sourcedata" / name).write_text(text)
+            r = run_json("ingestion.py", ws)
+            results[how].append((r["rows_added"], r["rows_removed"], r["duplicates_dropped"], r["total_rows"]))
+        exports[how] = (ws / "ingesteddata" / "finaldata.csv").read_bytes()
+        first = ws / "ingesteddata" / "store" / "batches" / "000001.parquet"
+        batch = pd.read_parquet(first)
+        data = batch.drop(columns="_hash")
+        as_before = pd.util.hash_pandas_object(data[sorted(data.columns)], index=False).to_numpy()
+        assert manifest(ws)["row_hash"] == (1 if how == "before" else 2)
+        assert (batch["_hash"].to_numpy() == as_before).all() == (how == "before")
+    assert results["before"] == results["new"] == [(300, 0, 20, 300), (151, 0, 50, 451), (0, 51, 150, 400),
+                                                   (201, 0, 10, 601)]
+    assert exports["before"] == exports["new"]
