@@ -29,10 +29,12 @@ def new_hashes(spill: Path | None = None, limit: int = 0, held: list[np.ndarray]
             "spilled": 0}
 
 
-def hold(hs: dict[str, Any], h: np.ndarray) -> None:
-    """Add the next rows' hashes; past the limit held (and a spill folder given), move them to disk."""
+def hold(hs: dict[str, Any], h: np.ndarray, parts: list[tuple[np.ndarray, ...]] | None = None) -> None:
+    """Add the next rows' hashes; past the limit held (and a spill folder given), move them to disk. parts: split(h),
+    when the caller had it made (the first rows only: a file read in one piece)."""
     hs["held"].append(h)
     hs["rows"] += len(h)
+    hs["parts"] = parts if len(hs["held"]) == 1 and not hs["spilled"] else None
     if hs["spill"] is not None and hs["rows"] - hs["spilled"] > hs["limit"]:
         _spill(hs)
 
@@ -45,8 +47,22 @@ def _by_partition(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
+def split(h: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """A file's hashes by partition as partitions gives them, each with its distinct hashes and the first row of
+    each (first_new's sort): made ahead, on the thread that parsed the file, so the de-duplication, which must
+    take the files one at a time, only looks them up."""
+    order, starts = _by_partition(h)
+    out = []
+    for p in range(1 << PART_BITS):
+        rows = order[starts[p]:starts[p + 1]]
+        part = h[rows]
+        out.append((part, rows, *np.unique(part, return_index=True)))
+    return out
+
+
 def _spill(hs: dict[str, Any]) -> None:
     """Append the held hashes, with their row numbers, to one file per partition."""
+    hs["parts"] = None
     h = np.concatenate(hs["held"])
     order, starts = _by_partition(h)
     pairs = np.empty(len(h), dtype=PAIR)
@@ -59,51 +75,59 @@ def _spill(hs: dict[str, Any]) -> None:
     hs["spilled"], hs["held"] = hs["rows"], []
 
 
-def partitions(hs: dict[str, Any]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """A file's hashes partition by partition: (partition, hashes, their row numbers ascending)."""
+def partitions(hs: dict[str, Any]) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, ...] | None]]:
+    """A file's hashes partition by partition: (partition, hashes, their row numbers ascending, and their distinct
+    hashes with the first row of each when split made them)."""
+    if hs.get("parts") is not None:
+        for p, (h, rows, *distinct) in enumerate(hs["parts"]):
+            yield p, h, rows, tuple(distinct)
+        return
     if not hs["spilled"]:
         h = np.concatenate(hs["held"]) if hs["held"] else np.empty(0, dtype=np.uint64)
         order, starts = _by_partition(h)
         for p in range(1 << PART_BITS):
             rows = order[starts[p]:starts[p + 1]]
-            yield p, h[rows], rows
+            yield p, h[rows], rows, None
         return
     if hs["held"]:
         _spill(hs)
     for p in range(1 << PART_BITS):
         path = hs["spill"] / f"{p:03d}"
         pairs = np.fromfile(path, dtype=PAIR) if path.exists() else np.empty(0, dtype=PAIR)
-        yield p, pairs["h"], pairs["pos"]
+        yield p, pairs["h"], pairs["pos"], None
     shutil.rmtree(hs["spill"], ignore_errors=True)
 
 
 def all_hashes(hs: dict[str, Any]) -> np.ndarray:
     """A file's row hashes in row order, in memory (a correction's bookkeeping and the preview need them whole)."""
     out = np.empty(hs["rows"], dtype=np.uint64)
-    for _, h, pos in partitions(hs):
+    for _, h, pos, _ in partitions(hs):
         out[pos] = h
     return out
 
 
-def first_seen(hashes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added."""
-    keep, distinct, pos, hit = _first_new(hashes, [seen])
+def first_seen(hashes: np.ndarray, seen: np.ndarray,
+               distinct: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added (distinct:
+    the hashes' distinct values and first rows, if made ahead: split)."""
+    keep, distinct, pos, hit = _first_new(hashes, [seen], distinct)
     merged = np.insert(seen, pos[0][~hit], distinct[~hit]) if (~hit).any() else seen
     return keep, merged
 
 
-def first_new(hashes: np.ndarray, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def first_new(hashes: np.ndarray, seen: list[np.ndarray],
+              distinct: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which rows are in none of the sorted arrays in seen nor repeated earlier in hashes; and their distinct
     hashes, sorted (a segment of the dataset's hashes: hashes_part reads it like the rest)."""
-    keep, distinct, _, hit = _first_new(hashes, seen)
+    keep, distinct, _, hit = _first_new(hashes, seen, distinct)
     return keep, distinct[~hit]
 
 
-def _first_new(hashes: np.ndarray, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray],
-                                                                       np.ndarray]:
+def _first_new(hashes: np.ndarray, seen: list[np.ndarray], made: tuple[np.ndarray, ...] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """first_seen's and first_new's lookup: the keep mask, the distinct hashes, where each falls in every seen
     array, and whether any holds it."""
-    distinct, first = np.unique(hashes, return_index=True)
+    distinct, first = made if made is not None else np.unique(hashes, return_index=True)
     hit, positions = np.zeros(len(distinct), dtype=bool), []
     for s in seen:
         # Looking up sorted hashes walks s in order: ten times faster than random-order lookups at 10M rows.

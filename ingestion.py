@@ -54,7 +54,8 @@ from filerecord import (
 log = logging.getLogger("ingestion")
 
 LOCK_WAIT_SECONDS = 60.0
-# Parses the next data file while the one before it is stored (read_ahead); one file ahead at most.
+# Parses the next data file while the one before it is stored (read_ahead); one file ahead at most (two were no
+# faster on 2 cores: every thread is busy by then).
 READER = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
 
 
@@ -62,6 +63,7 @@ def ingest(cfg: dict[str, Any]) -> dict[str, Any]:
     """Ingest every new or changed data file of the input folder; returns what was done."""
     out = cfg["output_folder_path"]
     out.mkdir(parents=True, exist_ok=True)
+    store.reuse_freed_memory()
     try:
         with file_lock(out / INGESTION_LOCK, wait_seconds=LOCK_WAIT_SECONDS):
             return _ingest(cfg, write=True)
@@ -95,11 +97,13 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
     frames: dict[int, pd.DataFrame] = {}  # the preview's rows, which no batch file holds
     changed = aside.get("changed", False)
     ahead: dict[Path, Future[tuple[tuple[int, int], str, bool, Any] | None]] = {}
+    what: dict[str, Any] = {}
     for done, path in enumerate(files):
         cli.progress("ingestion", f"{done}/{len(files)} files, {result['rows_read']:,} rows, "
                                   f"{cli.rate(result['rows_read'], started)}", done, len(files), started)
         if write and cfg["engine"] != "spark" and done + 1 < len(files):
             read_ahead(cfg, files[done + 1], manifest, ahead)
+        wait_written(what)  # one batch written at a time: the one before this file's
         what = _take(cfg, path, manifest, index, write, frames, ahead.pop(path, None))
         changed |= what["changed"]
         if what.get("batch"):
@@ -109,6 +113,7 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
         for key in ("unchanged_files", "still_rejected_files", "landing_files", "rows_read", "rows_added",
                     "rows_removed"):
             result[key] += what.get(key, 0)
+    wait_written(what)
     if write and added:
         cli.progress("ingestion", f"committing {len(added)} new batch{'es' if len(added) != 1 else ''}")
         store.commit(cfg, manifest, index)
@@ -179,7 +184,8 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
             hashes = hashparts.new_hashes(held=[on_spark])
         elif write:
             export = labelled and store.room_for_lines(cfg, index, st.st_size)
-            _, hashes = store.write_batch(cfg, batch_id, chunks, manifest["row_hash"], export=export)
+            _, hashes = store.write_batch(cfg, batch_id, chunks, manifest["row_hash"], export=export,
+                                          later=read is not None)
         else:
             frames[batch_id] = pd.concat(list(chunks), ignore_index=True)
             hashes = hashparts.new_hashes(held=[store.row_hashes(frames[batch_id], manifest["row_hash"])])
@@ -190,7 +196,7 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
     except DataError as e:
         return _reject(name, stat, str(e), manifest)
     except store.StoreWriteError as e:  # the store's disk, not the file: not recorded, the run fails
-        raise cli.StepError(f"{e}; {shown} is not ingested, it is tried again next run") from None
+        raise store_failed(e, shown) from None
     except OSError as e:
         if e.errno == errno.EAGAIN:
             reason = f"{shown}: {_unreadable(e)}; will try again next run"
@@ -201,7 +207,22 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         return _reject(name, stat, f"{shown}: cannot be read ({type(e).__name__}: {e}), expected a CSV file "
                                    f"that can be read in pieces of {cfg['ingestion']['chunk_bytes']:,} bytes",
                        manifest)
-    return _add_batch(cfg, name, stat, batch_id, hashes, manifest, index, labelled, write)
+    what = _add_batch(cfg, name, stat, batch_id, hashes, manifest, index, labelled, write)
+    return {**what, "written": (hashes, shown)} if "written" in hashes else what
+
+
+def store_failed(e: store.StoreWriteError, shown: str) -> cli.StepError:
+    """The run's failure when the store could not be written: not the file's fault, so not recorded."""
+    return cli.StepError(f"{e}; {shown} is not ingested, it is tried again next run")
+
+
+def wait_written(what: dict[str, Any]) -> None:
+    """Wait for the Parquet batch _take left to be written while it de-duplicated the file's rows."""
+    hashes, shown = what.pop("written", (None, ""))
+    try:
+        store.written(hashes)
+    except store.StoreWriteError as e:
+        raise store_failed(e, shown) from None
 
 
 def _pull_table(cfg: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +272,8 @@ def _add_batch(cfg: dict[str, Any], name: str, stat: dict[str, Any], batch_id: i
     index["fresh"][batch_id] = fresh
     if hs.get("csv"):
         index["csv"][batch_id] = hs["csv"]  # the batch's CSV lines, for the export
+        # lines that waited for the de-duplication: only the kept rows' (a correction's rebuild moves them: all)
+        store.keep_csv(hs["csv"], None if replace else keep)
     removed = 0
     if replace:
         manifest["batches"].remove(previous)
@@ -379,6 +402,7 @@ def _read_whole(path: Path, cfg: dict[str, Any], shown: str,
     try:
         df = _with_source(parse_csv(data, cfg, shown, labelled), data)
         df.attrs[store.HASHES] = store.row_hashes(df, row_hash)  # here too, while the other thread writes Parquet
+        df.attrs[store.PARTS] = hashparts.split(df.attrs[store.HASHES])  # and de-duplicates the file before
     except Exception as e:  # noqa: BLE001 (raised where read_chunks would raise it: _parsed)
         return stamp, digest, labelled, e
     return stamp, digest, labelled, df

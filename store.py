@@ -6,16 +6,17 @@
 Under <output_folder_path>/store/: batches/000012.parquet holds one file version's rows as read (typed, with their
 64-bit row hash: row_hashes, by the manifest's row_hash); index-000031.npz says, per live batch, which of its
 rows the dataset keeps (a row is kept in the first live batch that holds it) and which were new to the store when
-ingested; hashes-000012.u64 holds the
-dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash range at a time), and up to
-ingestion.hash_segments files hashes-000013-seg.u64 those that later batches added, each sorted (an incremental run
-writes its own hashes, not the dataset's: merged into a new hashes file once there are that many); manifest.json
-(filerecord.py) names the live batches, the index and the hashes. Ingestion writes a batch, then the hashes, the
-index and the manifest (an atomic rename): a run killed before the manifest leaves files no manifest names, and the
-next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports, rebuilt from the store whenever they
-do not match what the manifest recorded of them; csv-000012.csv holds a labelled batch's CSV lines, made while it
-was ingested when the disk has room for them (room_for_lines), until that run's export appends them (then removed;
-a run killed before leaves it to the next). A store file that cannot be written (a full disk) raises
+ingested; hashes-000012.u64 holds the dataset's distinct row hashes, sorted (raw little-endian uint64, read a hash
+range at a time), and up to ingestion.hash_segments files hashes-000013-seg.u64 those that later batches added,
+each sorted (an incremental run writes its own hashes, not the dataset's: merged into a new hashes file once there
+are that many); manifest.json (filerecord.py) names the live batches, the index and the hashes. Ingestion writes a
+batch, then the hashes, the index and the manifest (an atomic rename): a run killed before the manifest leaves
+files no manifest names, and the next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports,
+rebuilt from the store whenever they do not match what the manifest recorded of them; csv-000012.csv holds a
+labelled batch's CSV lines, made while it was ingested when the disk has room for them (room_for_lines), until
+that run's export appends them (then removed; a run killed before leaves it to the next): a file read ahead in
+one piece has its lines written once its rows are de-duplicated, only the kept rows' (keep_csv), and its Parquet
+file written on WRITER meanwhile (write_batch's later). A store file that cannot be written (a full disk) raises
 StoreWriteError: the run fails, and the file being ingested is not blamed for it.
 
 Memory is bounded whatever the size of a file or of the store: de-duplication works on one range of hash values
@@ -24,6 +25,7 @@ docs/benchmarks.md, case 8).
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import os
@@ -54,12 +56,19 @@ EXPORT_THREADS = 2       # the machines this runs on have 2 cores or more
 EXPORT_BLOCK = 32 << 20  # bytes of a batch's CSV lines appended at a time
 # Writes the CSV lines of the chunks being ingested (spill_csv); one thread, so a batch's chunks append in order.
 CSV_WORKER = ThreadPoolExecutor(1, thread_name_prefix="csv-lines")
+# Writes a read-ahead file's Parquet batch while ingestion de-duplicates its rows (write_batch's later).
+WRITER = ThreadPoolExecutor(1, thread_name_prefix="batch-writer")
 SOURCE = "csv_source"    # a piece's frame.attrs key: the CSV bytes it was parsed from (ingestion.read_chunks)
 HASHES = "row_hashes"    # and its row_hashes, when they were computed on the thread that parsed it
+PARTS = "hash_parts"     # and hashparts.split of them
+DIGITS = b"0123456789"
 PLAIN_DIGITS = 10        # pyarrow writes a whole float of up to 10 digits as those digits (1e10 as "1e+10")
 # Free bytes, in sizes of the file, that keeping its CSV lines until the export needs: the lines, finaldata.csv
 # growing by them at the export (while they still exist), and the batch (smaller than the file).
 LINES_ROOM = 3
+# glibc's mallopt options (malloc.h): arrays up to 32 MB come from the heap (its most), freed memory stays there up
+# to 1 GB, and the heap grows 256 MB at a time.
+MALLOC_KEEP = ((-3, 32 << 20), (-1, 1 << 30), (-2, 256 << 20))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
 ARROW_ERRNO = re.compile(r"\[errno (\d+)\]")  # pyarrow's I/O errors carry the errno in their message only
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # row hash 2: 2^64 over the golden ratio, the usual odd multiplier
 MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))  # splitmix64's finaliser constants
@@ -71,6 +80,17 @@ log = logging.getLogger("ingestion")
 class StoreWriteError(OSError):
     """The store could not be written (a full disk, say): the run fails, and the file it was storing is not to
     blame: it is tried again next run."""
+
+
+def reuse_freed_memory() -> None:
+    """Have glibc's malloc keep the memory an ingest frees for its next arrays instead of giving it back to the
+    system at once: each file's hash and mask arrays (8 to 32 MB) were mapped and unmapped anew, and zeroing the
+    fresh pages took a fifth of the ingest's CPU (docs/benchmarks.md, case 3). Elsewhere than glibc, nothing."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return
+    for option, value in MALLOC_KEEP:
+        mallopt(option, value)
 
 
 def folder(cfg: dict[str, Any]) -> Path:
@@ -155,44 +175,75 @@ def batch_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
 
 
 def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame], row_hash: int,
-                export: bool = False) -> tuple[Path, dict[str, Any]]:
+                export: bool = False, later: bool = False) -> tuple[Path, dict[str, Any]]:
     """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes, by
-    the store's row hash: row_hashes). The
-    file is fsynced but named by no manifest yet: until one does, it is garbage. With export (a labelled batch of
-    an ingestion), each chunk's CSV lines are also written beside it, on a worker thread, for the export
-    (hashes["csv"]: spill_csv). A failed write raises StoreWriteError; anything else raised is the frames'."""
+    the store's row hash: row_hashes). The file is fsynced but named by no manifest yet: until one does, it is
+    garbage. With export (a labelled batch of an ingestion), each chunk's CSV lines are also written beside it, on
+    a worker thread, for the export (hashes["csv"]: spill_csv). A failed write raises StoreWriteError; anything
+    else raised is the frames'. With later (frames already parsed: a file read ahead), the Parquet file is written
+    on WRITER while the caller de-duplicates its rows; written() waits for it, and raises its StoreWriteError."""
     path = batch_path(cfg, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}", cfg["ingestion"]["spill_rows"]), None
     lines = hashes["csv"] = new_csv(csv_path(cfg, batch_id)) if export else None
-    shown = display_path(cfg, path)
+    shown, tables = display_path(cfg, path), []
     try:
         for df in frames:  # reading the file: what goes wrong here is the file's
-            source, h = df.attrs.pop(SOURCE, None), df.attrs.pop(HASHES, None)
+            source, h, parts = df.attrs.pop(SOURCE, None), df.attrs.pop(HASHES, None), df.attrs.pop(PARTS, None)
             h = row_hashes(df, row_hash) if h is None else h
             table = stored_table(df.assign(**{HASH: h}))
             with writing(shown):  # writing the store: what goes wrong here is not
                 writer = writer or batch_writer(path, table.schema)
                 if lines is not None:
-                    spill_csv(lines, table, cfg, source)
-                writer.write_table(table)
-                hold(hashes, h)
+                    spill_csv(lines, table, cfg, source, later)
+                if later:
+                    tables.append(table)
+                else:
+                    writer.write_table(table)
+                hold(hashes, h, parts)
             del df, table  # before the next piece is parsed: a 32 MB piece takes 0.4 GB as a frame
         if writer is None:
             raise ValueError("no rows")
+        if later:
+            hashes["written"] = WRITER.submit(_close_batch, writer, tables, path, shown, hashes)
+        else:
+            _close_batch(writer, tables, path, shown, hashes)
+    except BaseException:
+        _discard(writer, path, hashes)
+        raise
+    return path, hashes
+
+
+def _close_batch(writer: pq.ParquetWriter, tables: list[pa.Table], path: Path, shown: str,
+                 hashes: dict[str, Any]) -> None:
+    """Write what waits to be written of a batch, close and fsync it; on failure, nothing of it is left."""
+    try:
         with writing(shown):
+            for table in tables:
+                writer.write_table(table)
             writer.close()
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
     except BaseException:
-        if writer is not None:
-            with suppress(OSError, ValueError):  # closing flushes: on a full disk it fails too; the file goes anyway
-                writer.close()
-        path.unlink(missing_ok=True)
-        shutil.rmtree(hashes["spill"], ignore_errors=True)
-        drop_csv(lines)
+        _discard(writer, path, hashes)
         raise
-    return path, hashes
+
+
+def _discard(writer: pq.ParquetWriter | None, path: Path, hashes: dict[str, Any]) -> None:
+    """Remove what a failed batch write left: the file, its spilled hashes, its CSV lines."""
+    if writer is not None:
+        with suppress(OSError, ValueError):  # closing flushes: on a full disk it fails too; the file goes anyway
+            writer.close()
+    path.unlink(missing_ok=True)
+    shutil.rmtree(hashes["spill"], ignore_errors=True)
+    drop_csv(hashes["csv"])
+
+
+def written(hashes: dict[str, Any] | None) -> None:
+    """Wait for a batch written later (write_batch); its StoreWriteError, if it failed."""
+    job = (hashes or {}).pop("written", None)
+    if job is not None:
+        job.result()
 
 
 @contextmanager
@@ -232,22 +283,36 @@ def new_csv(path: Path) -> dict[str, Any]:
     return {"path": path, "jobs": [], "ok": True}
 
 
-def spill_csv(lines: dict[str, Any], table: pa.Table, cfg: dict[str, Any], source: bytes | None = None) -> None:
+def spill_csv(lines: dict[str, Any], table: pa.Table, cfg: dict[str, Any], source: bytes | None = None,
+              later: bool = False) -> None:
     """Append a chunk's CSV lines (csv_rows, the export's own bytes) to the batch's file on CSV_WORKER: pyarrow's
     CSV writer releases the GIL, so the lines are made while the next chunk or file is parsed instead of by
     reading every batch back at the export (a third of a full ingest); source: the CSV bytes the chunk was parsed
     from, whose lines are taken as they are when they are those bytes (own_lines). At most two chunks wait at a
-    time (bounded memory)."""
+    time (bounded memory). With later (a file read ahead, one chunk), the lines wait for keep_csv."""
+    if later:
+        lines["later"] = (table.select(columns(cfg)), source)
+        return
     jobs = lines["jobs"]
     if len(jobs) >= 2:
         jobs[-2].result()
     jobs.append(CSV_WORKER.submit(_append_csv, lines, table.select(columns(cfg)), source))
 
 
-def _append_csv(lines: dict[str, Any], table: pa.Table, source: bytes | None = None) -> None:
-    """On CSV_WORKER: append a chunk's CSV lines, one line per row: its source's own lines when they are csv_rows'
-    bytes, else csv_rows'; ids that need quoting (csv_rows writes them through pandas, whose floats depend on the
-    whole slice) leave the batch to be read back instead."""
+def keep_csv(lines: dict[str, Any], keep: np.ndarray | None) -> None:
+    """Once a batch's rows are de-duplicated, write the lines of a batch whose lines wait (spill_csv's later): only
+    those of the rows it keeps, given keep (lines["kept"]: the export then copies the file whole), else all."""
+    if "later" in lines:
+        table, source = lines.pop("later")
+        lines["jobs"].append(CSV_WORKER.submit(_append_csv, lines, table, source,
+                                               None if keep is None else keep.copy()))
+
+
+def _append_csv(lines: dict[str, Any], table: pa.Table, source: bytes | None = None,
+                keep: np.ndarray | None = None) -> None:
+    """On CSV_WORKER: append a chunk's CSV lines, one line per row (only the kept rows', given keep): its source's
+    own lines when they are csv_rows' bytes, else csv_rows'; ids that need quoting (csv_rows writes them through
+    pandas, whose floats depend on the whole slice) leave the batch to be read back instead."""
     if not lines["ok"]:
         return
     data: Any = own_lines(source, table) if source is not None else None
@@ -259,12 +324,16 @@ def _append_csv(lines: dict[str, Any], table: pa.Table, source: bytes | None = N
         if data.nbytes and np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10) != table.num_rows:
             lines["ok"] = False  # not one line per row: the export reads the batch back
             return
+    runs = [data] if keep is None or keep.all() else _kept_runs(data, keep)[0]
     try:
         with open(lines["path"], "ab") as f:
-            f.write(data)
+            f.writelines(runs)
     except OSError:  # a full disk, say: the lines are a shortcut, the export reads the batch back instead
         lines["ok"] = False
         lines["path"].unlink(missing_ok=True)
+        return
+    if keep is not None:
+        lines["kept"] = keep
 
 
 def own_lines(source: bytes, table: pa.Table) -> memoryview | None:
@@ -280,19 +349,18 @@ def own_lines(source: bytes, table: pa.Table) -> memoryview | None:
         return None
     body, rows, width = memoryview(source)[len(head):], table.num_rows, table.num_columns
     # Without their digits, the lines must be: the id's other characters, a comma per number, the line end. So
-    # every row is one line, and between its id and its end there are only digits and commas.
-    bare = np.frombuffer(body.tobytes().translate(None, b"0123456789"), dtype=np.uint8)
-    ends = np.flatnonzero(bare == 10)
-    if len(ends) != rows or np.count_nonzero(bare == 44) != rows * (width - 1) or ends[0] < width - 1 \
-            or not all((bare[ends - k] == 44).all() for k in range(1, width)):
+    # every row is one line ending in its commas (the header's own counted out), and every comma is one of those.
+    bare, bare_head, end = source.translate(None, DIGITS), head.translate(None, DIGITS), b"," * (width - 1) + b"\n"
+    if bare.count(end) - bare_head.count(end) != rows or bare.count(b"\n") - 1 != rows \
+            or bare.count(b",") - bare_head.count(b",") != rows * (width - 1):
         return None
     # The ids: their characters other than digits, as many as in the file (none stripped)...
     ids = pa.concat_arrays(table.column(0).chunks) if table.column(0).num_chunks != 1 else table.column(0).chunk(0)
     wide = np.int64 if pa.types.is_large_string(ids.type) else np.int32
     offsets = np.frombuffer(ids.buffers()[1], dtype=wide)[ids.offset:ids.offset + len(ids) + 1]
-    id_bytes = ids.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]] if len(ids) else b""
-    id_digits = len(id_bytes) - len(id_bytes.translate(None, b"0123456789"))
-    if len(id_bytes) - id_digits != len(bare) - rows * width:
+    id_bytes = memoryview(ids.buffers()[2])[offsets[0]:offsets[-1]].tobytes() if len(ids) else b""
+    id_digits = len(id_bytes) - len(id_bytes.translate(None, DIGITS))
+    if len(id_bytes) - id_digits != len(bare) - len(bare_head) - rows * width:
         return None
     # ... and the numbers: whole, below 1e10, and written with exactly as many digits as they have (a digit more
     # anywhere is a leading zero), empty cells being the nulls.
@@ -304,8 +372,10 @@ def own_lines(source: bytes, table: pa.Table) -> memoryview | None:
             values = values[~np.isnan(values)]
         if not ((values >= 0) & (values < 10.0 ** PLAIN_DIGITS) & (values == np.floor(values))).all():
             return None
-        digits += len(values) + sum(int(np.count_nonzero(values >= 10 ** k)) for k in range(1, PLAIN_DIGITS))
-    if len(body) - len(bare) - id_digits != digits:
+        top = values.max(initial=0)  # no pass for the digits no value has
+        digits += len(values) + sum(int(np.count_nonzero(values >= 10 ** k)) for k in range(1, PLAIN_DIGITS)
+                                    if 10 ** k <= top)
+    if len(body) - (len(bare) - len(bare_head)) - id_digits != digits:
         return None
     return body
 
@@ -340,6 +410,8 @@ def drop_csv(lines: dict[str, Any] | None) -> None:
 def drop_batch(cfg: dict[str, Any], batch_id: int, hashes: dict[str, Any] | None = None) -> None:
     """Remove a batch no manifest names yet, its spilled hashes and its CSV lines (a file that changed while it was
     read)."""
+    with suppress(OSError):  # a write still under way must not recreate the file; a failed one removed it
+        written(hashes)
     batch_path(cfg, batch_id).unlink(missing_ok=True)
     shutil.rmtree(folder(cfg) / f"spill-{batch_id:06d}", ignore_errors=True)
     drop_csv((hashes or {}).get("csv"))
@@ -381,11 +453,11 @@ def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], b
     held = dataset_rows(index) + hs["rows"] <= cfg["ingestion"]["held_hashes"]
     out = None if held or not write else folder(cfg) / f"hashes-{batch_id:06d}.u64"
     with open(out, "wb") if out else nullcontext() as f:
-        for p, h, pos in partitions(hs):
+        for p, h, pos, distinct in partitions(hs):
             # The segments hold hashes new to the file and to each other: together with it, one sorted set.
             seen = np.sort(np.concatenate([hashes_part(x, p) for x in (source, *segments)])) if segments \
                 else hashes_part(source, p)
-            part_keep, part = first_seen(h, seen)
+            part_keep, part = first_seen(h, seen, distinct)
             keep[pos[part_keep]] = True
             if f is None:
                 merged.append(part)
@@ -403,8 +475,8 @@ def _add_segment(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any],
     out = folder(cfg) / f"hashes-{batch_id:06d}-seg.u64"
     sources = [index["hashes"], *index["segments"]]
     with open(out, "wb") as f:
-        for p, h, pos in partitions(hs):
-            part_keep, new = first_new(h, [hashes_part(x, p) for x in sources])
+        for p, h, pos, distinct in partitions(hs):
+            part_keep, new = first_new(h, [hashes_part(x, p) for x in sources], distinct)
             keep[pos[part_keep]] = True
             f.write(new.tobytes())
     index["segments"] = [*index["segments"], out]
@@ -606,7 +678,8 @@ def export(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
 def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
                 only: set[int] | None) -> None:
     """Write the kept labelled rows of the live batches (only those in `only`, if given) as CSV lines: a batch
-    written this run by its CSV lines (spill_csv) less the rows it does not keep; any other a slice at a time (a
+    written this run by its CSV lines (spill_csv) less the rows it does not keep (copied whole when they hold only
+    those it keeps: keep_csv); any other a slice at a time (a
     batch of 20 million rows would take gigabytes as one frame). pyarrow's CSV writer uses one core and releases
     the GIL: slices are turned into CSV on EXPORT_THREADS threads, a few ahead, written in order."""
     pending: deque[Future[bytes]] = deque()
@@ -615,12 +688,19 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
         for b in manifest["batches"]:
             if not b["labelled"] or only is not None and b["id"] not in only:
                 continue
-            keep = index["keep"][b["id"]]
-            if csv_ready(spilled.get(b["id"])):
+            keep, lines = index["keep"][b["id"]], spilled.get(b["id"])
+            cut = lines.get("kept") if csv_ready(lines) else None
+            if cut is not None and not np.array_equal(cut, keep) and not (keep & ~cut).any():
+                # a later correction kept fewer of the batch's rows than the cut: those of the cut it still keeps
+                cut, keep = None, keep[cut]
+            if csv_ready(lines) and (cut is None or np.array_equal(cut, keep)):
                 while pending:
                     f.write(pending.popleft().result())
-                _append_kept(f, spilled[b["id"]]["path"], keep)
-                drop_csv(spilled[b["id"]])  # copied: its room is given back before the next batch's lines
+                if cut is None:
+                    _append_kept(f, lines["path"], keep)
+                else:
+                    _copy_into(f, lines["path"])
+                drop_csv(lines)  # copied: its room is given back before the next batch's lines
                 continue
             for table in _kept_slices(cfg, b["id"], keep):
                 pending.append(pool.submit(csv_rows, table, cfg))
@@ -633,28 +713,47 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
     index["csv"] = {}
 
 
+def _copy_into(f: Any, path: Path) -> None:
+    """Append a whole file to an open file: in the kernel where it can (copy_file_range), else through memory."""
+    f.flush()  # what the writer buffered goes first; the copy writes at the file's own offset
+    with open(path, "rb", buffering=0) as src:
+        left = os.fstat(src.fileno()).st_size
+        try:
+            while left > 0 and (n := os.copy_file_range(src.fileno(), f.fileno(), left)):
+                left -= n
+        except OSError:  # no such copy between these two filesystems: the rest through memory
+            pass
+        shutil.copyfileobj(src, f, EXPORT_BLOCK)
+
+
 def _append_kept(f: Any, path: Path, keep: np.ndarray) -> None:
-    """Append the lines of a batch's CSV file whose rows it keeps, EXPORT_BLOCK bytes of it at a time: the runs of
-    lines between the rows it drops (few, mostly) written as they are."""
+    """Append the lines of a batch's CSV file whose rows it keeps, EXPORT_BLOCK bytes of it at a time."""
     row, rest = 0, b""
     with open(path, "rb") as src:
         while block := src.read(EXPORT_BLOCK):
             data = rest + block if rest else block
-            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-            if row + len(ends) > len(keep):
-                raise ValueError(f"{path.name} holds more lines than its batch has rows")
-            dropped = np.flatnonzero(~keep[row:row + len(ends)])
-            # byte ranges to write: from the start, and after each dropped line, to the next dropped line's start
-            cuts = np.empty(2 * len(dropped) + 2, dtype=np.int64)
-            cuts[0], cuts[-1] = 0, ends[-1] if len(ends) else 0
-            cuts[2:-1:2] = ends[dropped]
-            cuts[1:-1:2] = ends[dropped] - np.diff(ends, prepend=0)[dropped]
-            view = memoryview(data)
-            f.writelines(view[a:b] for a, b in zip(cuts[0::2].tolist(), cuts[1::2].tolist(), strict=True)
-                           if b > a)
-            row, rest = row + len(ends), data[cuts[-1]:]
+            runs, rows, used = _kept_runs(data, keep[row:])
+            f.writelines(runs)
+            row, rest = row + rows, data[used:]
     if rest or row != len(keep):
         raise ValueError(f"{path.name} holds {row} lines, its batch {len(keep)} rows")
+
+
+def _kept_runs(data: Any, keep: np.ndarray) -> tuple[list[memoryview], int, int]:
+    """The whole lines of data whose rows keep keeps (from data's first line on), as the runs between the dropped
+    lines (few, mostly) as they are; how many lines and bytes the whole lines take."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+    if len(ends) > len(keep):
+        raise ValueError(f"CSV lines hold more lines ({len(ends)}) than their batch has rows ({len(keep)})")
+    dropped = np.flatnonzero(~keep[:len(ends)])
+    # byte ranges to write: from the start, and after each dropped line, to the next dropped line's start
+    cuts = np.empty(2 * len(dropped) + 2, dtype=np.int64)
+    cuts[0], cuts[-1] = 0, ends[-1] if len(ends) else 0
+    cuts[2:-1:2] = ends[dropped]
+    cuts[1:-1:2] = ends[dropped] - np.diff(ends, prepend=0)[dropped]
+    view = memoryview(data)
+    runs = [view[a:b] for a, b in zip(cuts[0::2].tolist(), cuts[1::2].tolist(), strict=True) if b > a]
+    return runs, len(ends), int(cuts[-1])
 
 
 def _kept_slices(cfg: dict[str, Any], batch_id: int, keep: np.ndarray) -> Iterator[pa.Table]:

@@ -432,24 +432,32 @@ def one_file_workspace(ws: Path, rows: int = 60_000) -> Path:
 
 
 @pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root; a full disk cannot be made honestly")
-def test_a_full_disk_while_a_file_is_stored_fails_the_run_and_leaves_the_file_to_the_next_run(tmp_path):
+@pytest.mark.parametrize("ahead", [False, True], ids=["first file", "file read ahead"])
+def test_a_full_disk_while_a_file_is_stored_fails_the_run_and_leaves_the_file_to_the_next_run(tmp_path, ahead):
     """Found by trying it: a full disk while a good file's batch was written recorded the file as rejected ("cannot
-    read file"), so it was never read again, even once there was room. The disk is the store's, not the file's."""
+    read file"), so it was never read again, even once there was room. The disk is the store's, not the file's.
+    A file read ahead has its batch written while its rows are de-duplicated: its failure fails the run alike."""
     with tmpfs(tmp_path / "disk", 16) as disk:
         ws = disk / "ws"
         one_file_workspace(ws)
+        if ahead:  # taken first, so data001.csv is the file read ahead
+            (ws / "sourcedata" / "data000.csv").write_text(
+                "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\nz1,1,2,3,0\n")
         filler = fill(disk, 300 * 1024)
         p = run_script("ingestion.py", ws)
         line = assert_one_clear_line(p, "No space left on device", "sourcedata/data001.csv", "next run")
-        assert "store/batches/" in line, line
+        assert f"store/batches/00000{1 + ahead}.parquet" in line, line
         assert rejected_record(ws) == {}
-        assert not list((ws / "ingesteddata" / "store").glob("batches/*.parquet"))
+        assert not (ws / "ingesteddata" / "store" / "batches" / f"00000{1 + ahead}.parquet").exists()
+        assert not (ws / "ingesteddata" / "store" / "manifest.json").exists()  # nothing of the run committed
         filler.unlink()
         assert history_rows(ws, "SELECT outcome FROM runs WHERE step = 'ingestion'") == [("failed",)]
         p = run_script("ingestion.py", ws)
         assert p.returncode == 0, p.stderr
-        assert "ingested 1 new file: 60,000 rows, 600 duplicates dropped" in p.stdout
-        assert len((ws / "ingesteddata" / "finaldata.csv").read_text().splitlines()) == 60_001
+        assert f"ingested {1 + ahead} new file{'s' * ahead}: {60_000 + ahead:,} rows, 600 duplicates dropped" \
+            in p.stdout
+        assert len((ws / "ingesteddata" / "finaldata.csv").read_text().splitlines()) == 60_001 + ahead
+        assert len(list((ws / "ingesteddata" / "store").glob("batches/*.parquet"))) == 1 + ahead
 
 
 @pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root; a full disk cannot be made honestly")
