@@ -439,3 +439,19 @@ def test_a_store_made_before_row_hash_2_keeps_its_hashes_and_dedups_as_a_new_one
     assert results["before"] == results["new"] == [(300, 0, 20, 300), (151, 0, 50, 451), (0, 51, 150, 400),
                                                    (201, 0, 10, 601)]
     assert exports["before"] == exports["new"]
+
+
+def test_an_empty_client_id_is_counted_as_missing_by_the_diagnostics(tmp_path):
+    """Ids read from the store are pandas' str dtype: an empty one is still a missing value in the diagnostics'
+    table, as the Spark engine's summary counts it (it was counted only in object columns, which the store never
+    gives)."""
+    import diagnostics
+    ws = tmp_path / "ws"
+    (ws / "sourcedata").mkdir(parents=True)
+    shutil.copytree(ROOT / "testdata", ws / "testdata")
+    write_config(ws)
+    (ws / "sourcedata" / "a.csv").write_text(HEADER + "c1,1,2,3,0\n,4,5,6,1\nc3,,8,9,1\n")
+    assert run_json("ingestion.py", ws)["rows_added"] == 3
+    rows, _, missing = diagnostics.dataset_figures(load_config(ws / "config.json"))
+    assert rows == 3
+    assert missing["corporation"]["count"] == 1 and missing["lastmonth_activity"]["count"] == 1
