@@ -29,7 +29,7 @@ def new_hashes(spill: Path | None = None, limit: int = 0, held: list[np.ndarray]
             "spilled": 0}
 
 
-def hold(hs: dict[str, Any], h: np.ndarray, parts: list[tuple[np.ndarray, ...]] | None = None) -> None:
+def hold(hs: dict[str, Any], h: np.ndarray, parts: list[tuple[Any, ...]] | None = None) -> None:
     """Add the next rows' hashes; past the limit held (and a spill folder given), move them to disk. parts: split(h),
     when the caller had it made (the first rows only: a file read in one piece)."""
     hs["held"].append(h)
@@ -47,7 +47,7 @@ def _by_partition(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
-def split(h: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+def split(h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
     """A file's hashes by partition as partitions gives them, each with its distinct hashes and the first row of
     each (first_new's sort): made ahead, on the thread that parsed the file, so the de-duplication, which must
     take the files one at a time, only looks them up."""
@@ -56,7 +56,7 @@ def split(h: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     for p in range(1 << PART_BITS):
         rows = order[starts[p]:starts[p + 1]]
         part = h[rows]
-        out.append((part, rows, *np.unique(part, return_index=True)))
+        out.append((part, rows, np.unique(part, return_index=True)))
     return out
 
 
@@ -75,12 +75,13 @@ def _spill(hs: dict[str, Any]) -> None:
     hs["spilled"], hs["held"] = hs["rows"], []
 
 
-def partitions(hs: dict[str, Any]) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, ...] | None]]:
+def partitions(hs: dict[str, Any]
+               ) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]]:
     """A file's hashes partition by partition: (partition, hashes, their row numbers ascending, and their distinct
     hashes with the first row of each when split made them)."""
     if hs.get("parts") is not None:
-        for p, (h, rows, *distinct) in enumerate(hs["parts"]):
-            yield p, h, rows, tuple(distinct)
+        for p, (h, rows, distinct) in enumerate(hs["parts"]):
+            yield p, h, rows, distinct
         return
     if not hs["spilled"]:
         h = np.concatenate(hs["held"]) if hs["held"] else np.empty(0, dtype=np.uint64)

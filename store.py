@@ -689,17 +689,14 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
             if not b["labelled"] or only is not None and b["id"] not in only:
                 continue
             keep, lines = index["keep"][b["id"]], spilled.get(b["id"])
-            cut = lines.get("kept") if csv_ready(lines) else None
-            if cut is not None and not np.array_equal(cut, keep) and not (keep & ~cut).any():
-                # a later correction kept fewer of the batch's rows than the cut: those of the cut it still keeps
-                cut, keep = None, keep[cut]
-            if csv_ready(lines) and (cut is None or np.array_equal(cut, keep)):
+            wanted = _lines_kept(lines, keep)
+            if wanted is not None:
                 while pending:
                     f.write(pending.popleft().result())
-                if cut is None:
-                    _append_kept(f, lines["path"], keep)
-                else:
+                if wanted.all():
                     _copy_into(f, lines["path"])
+                else:
+                    _append_kept(f, lines["path"], wanted)
                 drop_csv(lines)  # copied: its room is given back before the next batch's lines
                 continue
             for table in _kept_slices(cfg, b["id"], keep):
@@ -711,6 +708,17 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
     for lines in spilled.values():
         drop_csv(lines)
     index["csv"] = {}
+
+
+def _lines_kept(lines: dict[str, Any] | None, keep: np.ndarray) -> np.ndarray | None:
+    """Which of a batch's CSV lines the export takes, given the rows the batch keeps; None when the lines cannot
+    serve (none made, a failed job, or lines cut to rows a later correction's rebuild has since added to)."""
+    if not csv_ready(lines):
+        return None
+    cut = lines.get("kept")  # keep_csv wrote only these rows' lines
+    if cut is None:
+        return keep
+    return None if (keep & ~cut).any() else keep[cut]
 
 
 def _copy_into(f: Any, path: Path) -> None:
