@@ -169,9 +169,9 @@ def pyarrow_batch(cfg: dict[str, Any], path: Path, out: Path) -> tuple[bytes, np
                                                               strings_can_be_null=False))
     h = arrow_hashes(table)
     table = table.append_column("_hash", pa.array(h))
-    # as store.batch_writer: the random hashes neither compressed nor dictionary-encoded
-    pq.write_table(table, out, use_dictionary=[c for c in table.column_names if c != "_hash"],
-                   compression={c: "none" if c == "_hash" else "snappy" for c in table.column_names})
+    # as store.batch_writer: nothing compressed, the numbers alone dictionary-encoded and with statistics
+    numbers = [f.name for f in table.schema if f.name != "_hash" and not pa.types.is_string(f.type)]
+    pq.write_table(table, out, use_dictionary=numbers, compression="none", write_statistics=numbers)
     return data, h
 
 
