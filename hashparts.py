@@ -20,6 +20,7 @@ import numpy as np
 
 PART_BITS = 6            # 64 hash ranges: 3.5M of a 225M-row store's hashes in memory at a time
 SHIFT = np.uint64(64 - PART_BITS)
+LOW_BITS = np.uint64(0xFFFF)
 PAIR = np.dtype([("h", "<u8"), ("pos", "<u8")])  # a spilled row: its hash and its row number in the file
 
 
@@ -49,15 +50,48 @@ def _by_partition(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def split(h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
     """A file's hashes by partition as partitions gives them, each with its distinct hashes and the first row of
-    each (first_new's sort): made ahead, on the thread that parsed the file, so the de-duplication, which must
-    take the files one at a time, only looks them up."""
+    each (distinct): made ahead, on the thread that parsed the file, so the de-duplication, which must take the files
+    one at a time, only looks them up."""
     order, starts = _by_partition(h)
     out = []
     for p in range(1 << PART_BITS):
         rows = order[starts[p]:starts[p + 1]]
         part = h[rows]
-        out.append((part, rows, np.unique(part, return_index=True)))
+        out.append((part, rows, distinct(part)))
     return out
+
+
+def distinct(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct hashes, sorted, and which rows are the first of their hash."""
+    # A plain sort, not np.unique's: it would also find each hash's first row, which takes an argsort (twice the
+    # time), when only the few hashes repeated within a file need their first row found.
+    s = np.sort(hashes)
+    same = s[1:] == s[:-1]
+    if not same.any():
+        return s, np.ones(len(hashes), dtype=bool)
+    repeated = np.unique(s[1:][same])
+    first = np.ones(len(hashes), dtype=bool)
+    rows = np.flatnonzero(member(hashes, repeated))
+    first[rows] = False
+    first[rows[np.unique(hashes[rows], return_index=True)[1]]] = True  # a stable sort: the first row of each
+    return s[np.concatenate([[True], ~same])], first
+
+
+def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which values are in a sorted array of hashes."""
+    found = np.zeros(len(values), dtype=bool)
+    if not len(sorted_set):
+        return found
+    maybe = np.arange(len(values))
+    if len(sorted_set) * 16 < len(values):
+        # Binary searches of values in random order mispredict a branch a step (35 ns a value): a table of the
+        # set's low 16 bits leaves only the values that may be in it to look up.
+        table = np.zeros(1 << 16, dtype=bool)
+        table[(sorted_set & LOW_BITS).astype(np.intp)] = True
+        maybe = np.flatnonzero(table[(values & LOW_BITS).astype(np.intp)])
+    pos = np.searchsorted(sorted_set, values[maybe])
+    found[maybe] = sorted_set[np.minimum(pos, len(sorted_set) - 1)] == values[maybe]
+    return found
 
 
 def _spill(hs: dict[str, Any]) -> None:
@@ -77,11 +111,11 @@ def _spill(hs: dict[str, Any]) -> None:
 
 def partitions(hs: dict[str, Any]
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]]:
-    """A file's hashes partition by partition: (partition, hashes, their row numbers ascending, and their distinct
-    hashes with the first row of each when split made them)."""
+    """A file's hashes partition by partition: (partition, hashes, their row numbers ascending, and their
+    distinct() when split made them)."""
     if hs.get("parts") is not None:
-        for p, (h, rows, distinct) in enumerate(hs["parts"]):
-            yield p, h, rows, distinct
+        for p, (h, rows, made) in enumerate(hs["parts"]):
+            yield p, h, rows, made
         return
     if not hs["spilled"]:
         h = np.concatenate(hs["held"]) if hs["held"] else np.empty(0, dtype=np.uint64)
@@ -108,37 +142,38 @@ def all_hashes(hs: dict[str, Any]) -> np.ndarray:
 
 
 def first_seen(hashes: np.ndarray, seen: np.ndarray,
-               distinct: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added (distinct:
-    the hashes' distinct values and first rows, if made ahead: split)."""
-    keep, distinct, pos, hit = _first_new(hashes, [seen], distinct)
-    merged = np.insert(seen, pos[0][~hit], distinct[~hit]) if (~hit).any() else seen
+               made: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are neither in seen (sorted) nor repeated earlier in hashes; and seen with them added (made: the
+    hashes' distinct(), if made ahead: split)."""
+    keep, unique, pos, hit = _first_new(hashes, [seen], made)
+    merged = np.insert(seen, pos[0][~hit], unique[~hit]) if (~hit).any() else seen
     return keep, merged
 
 
 def first_new(hashes: np.ndarray, seen: list[np.ndarray],
-              distinct: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              made: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which rows are in none of the sorted arrays in seen nor repeated earlier in hashes; and their distinct
     hashes, sorted (a segment of the dataset's hashes: hashes_part reads it like the rest)."""
-    keep, distinct, _, hit = _first_new(hashes, seen, distinct)
-    return keep, distinct[~hit]
+    keep, unique, _, hit = _first_new(hashes, seen, made)
+    return keep, unique[~hit]
 
 
-def _first_new(hashes: np.ndarray, seen: list[np.ndarray], made: tuple[np.ndarray, ...] | None = None
+def _first_new(hashes: np.ndarray, seen: list[np.ndarray], made: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """first_seen's and first_new's lookup: the keep mask, the distinct hashes, where each falls in every seen
     array, and whether any holds it."""
-    distinct, first = made if made is not None else np.unique(hashes, return_index=True)
-    hit, positions = np.zeros(len(distinct), dtype=bool), []
+    unique, first = made if made is not None else distinct(hashes)
+    hit, positions = np.zeros(len(unique), dtype=bool), []
     for s in seen:
         # Looking up sorted hashes walks s in order: ten times faster than random-order lookups at 10M rows.
-        pos = np.searchsorted(s, distinct)
+        pos = np.searchsorted(s, unique)
         positions.append(pos)
         if len(s):
-            hit |= (pos < len(s)) & (s[np.minimum(pos, len(s) - 1)] == distinct)
-    keep = np.zeros(len(hashes), dtype=bool)
-    keep[first[~hit]] = True
-    return keep, distinct, positions, hit
+            hit |= (pos < len(s)) & (s[np.minimum(pos, len(s) - 1)] == unique)
+    keep = first.copy()
+    if hit.any():
+        keep &= ~member(hashes, unique[hit])
+    return keep, unique, positions, hit
 
 
 def hashes_part(source: np.ndarray | Path, p: int) -> np.ndarray:
@@ -150,4 +185,5 @@ def hashes_part(source: np.ndarray | Path, p: int) -> np.ndarray:
     bounds = np.array([p, p + 1], dtype=np.uint64) << SHIFT if p + 1 < 1 << PART_BITS else None
     lo, hi = np.searchsorted(source, bounds) if bounds is not None else \
         (np.searchsorted(source, np.uint64(p) << SHIFT), len(source))
-    return np.array(source[lo:hi], dtype=np.uint64)  # a copy: the map is released with this function's frame
+    # A memory map's part is copied (the map is released with this function's frame); an array's is a view.
+    return np.array(source[lo:hi], dtype=np.uint64) if isinstance(source, np.memmap) else source[lo:hi]

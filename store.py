@@ -458,11 +458,11 @@ def add_hashes(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any], b
     held = dataset_rows(index) + hs["rows"] <= cfg["ingestion"]["held_hashes"]
     out = None if held or not write else folder(cfg) / f"hashes-{batch_id:06d}.u64"
     with open(out, "wb") if out else nullcontext() as f:
-        for p, h, pos, distinct in partitions(hs):
+        for p, h, pos, made in partitions(hs):
             # The segments hold hashes new to the file and to each other: together with it, one sorted set.
             seen = np.sort(np.concatenate([hashes_part(x, p) for x in (source, *segments)])) if segments \
                 else hashes_part(source, p)
-            part_keep, part = first_seen(h, seen, distinct)
+            part_keep, part = first_seen(h, seen, made)
             keep[pos[part_keep]] = True
             if f is None:
                 merged.append(part)
@@ -480,8 +480,8 @@ def _add_segment(cfg: dict[str, Any], index: dict[str, Any], hs: dict[str, Any],
     out = folder(cfg) / f"hashes-{batch_id:06d}-seg.u64"
     sources = [index["hashes"], *index["segments"]]
     with open(out, "wb") as f:
-        for p, h, pos, distinct in partitions(hs):
-            part_keep, new = first_new(h, [hashes_part(x, p) for x in sources], distinct)
+        for p, h, pos, made in partitions(hs):
+            part_keep, new = first_new(h, [hashes_part(x, p) for x in sources], made)
             keep[pos[part_keep]] = True
             f.write(new.tobytes())
     index["segments"] = [*index["segments"], out]
