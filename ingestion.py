@@ -103,6 +103,8 @@ def _ingest(cfg: dict[str, Any], write: bool) -> dict[str, Any]:
                                   f"{cli.rate(result['rows_read'], started)}", done, len(files), started)
         if write and cfg["engine"] != "spark" and done + 1 < len(files):
             read_ahead(cfg, files[done + 1], manifest, ahead)
+        if write and cfg["engine"] != "spark" and done == 0:
+            read_ahead(cfg, path, manifest, ahead, here=True)
         wait_written(what)  # one batch written at a time: the one before this file's
         what = _take(cfg, path, manifest, index, write, frames, ahead.pop(path, None))
         changed |= what["changed"]
@@ -183,7 +185,8 @@ def _take(cfg: dict[str, Any], path: Path, manifest: dict[str, Any], index: dict
         if on_spark is not None:
             hashes = hashparts.new_hashes(held=[on_spark])
         elif write:
-            export = labelled and store.room_for_lines(cfg, index, st.st_size)
+            export = store.csv_run(cfg, index, batch_id) if labelled and store.room_for_lines(cfg, index, st.st_size) \
+                else None
             _, hashes = store.write_batch(cfg, batch_id, chunks, manifest["row_hash"], export=export,
                                           later=read is not None)
         else:
@@ -366,10 +369,12 @@ def read_chunks(path: Path, cfg: dict[str, Any], source: str, labelled: bool = T
 
 
 def read_ahead(cfg: dict[str, Any], path: Path, manifest: dict[str, Any],
-               ahead: dict[Path, Future[tuple[tuple[int, int], str, bool, Any] | None]]) -> None:
+               ahead: dict[Path, Future[tuple[tuple[int, int], str, bool, Any] | None]], here: bool = False) -> None:
     """Start parsing a data file on READER, while the file before it is stored, when _take will read it (new or
     changed by size and mtime, landed, one piece of ingestion.chunk_bytes): the parse's pyarrow read and the
-    other file's Parquet and CSV writing release the GIL, so the two cores both work."""
+    other file's Parquet and CSV writing release the GIL, so the two cores both work. here: parse it on this
+    thread instead (the first file, while READER parses the second), so every file in one piece is taken alike:
+    its Parquet batch written while it is de-duplicated, and only its kept rows' CSV lines written."""
     try:
         st = path.stat()
         name = record_name(path, cfg["root"])
@@ -379,7 +384,11 @@ def read_ahead(cfg: dict[str, Any], path: Path, manifest: dict[str, Any],
             return
     except OSError:
         return  # _take says why
-    ahead[path] = READER.submit(_read_whole, path, cfg, escape_name(name), manifest["row_hash"])
+    if here:
+        ahead[path] = Future()
+        ahead[path].set_result(_read_whole(path, cfg, escape_name(name), manifest["row_hash"]))
+    else:
+        ahead[path] = READER.submit(_read_whole, path, cfg, escape_name(name), manifest["row_hash"])
 
 
 def _read_whole(path: Path, cfg: dict[str, Any], shown: str,

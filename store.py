@@ -12,12 +12,13 @@ each sorted (an incremental run writes its own hashes, not the dataset's: merged
 are that many); manifest.json (filerecord.py) names the live batches, the index and the hashes. Ingestion writes a
 batch, then the hashes, the index and the manifest (an atomic rename): a run killed before the manifest leaves
 files no manifest names, and the next ingestion removes them. finaldata.csv and ingestedfiles.txt are exports,
-rebuilt from the store whenever they do not match what the manifest recorded of them; csv-000012.csv holds a
-labelled batch's CSV lines, made while it was ingested when the disk has room for them (room_for_lines), until
-that run's export appends them (then removed; a run killed before leaves it to the next): a file read ahead in
-one piece has its lines written once its rows are de-duplicated, only the kept rows' (keep_csv), and its Parquet
-file written on WRITER meanwhile (write_batch's later). A store file that cannot be written (a full disk) raises
-StoreWriteError: the run fails, and the file being ingested is not blamed for it.
+rebuilt from the store whenever they do not match what the manifest recorded of them; csv-000012.csv holds the
+CSV lines of a run's labelled batches (the first of them 12), after a header, one batch after another, made while
+they were ingested when the disk has room for them (room_for_lines), until that run's export appends them or,
+when they are all of it, renames the file to finaldata.csv (then gone; a run killed before leaves it to the
+next): a file read ahead in one piece has its lines written once its rows are de-duplicated, only the kept rows'
+(keep_csv), and its Parquet file written on WRITER meanwhile (write_batch's later). A store file that cannot be
+written (a full disk) raises StoreWriteError: the run fails, and the file being ingested is not blamed for it.
 
 Memory is bounded whatever the size of a file or of the store: de-duplication works on one range of hash values
 at a time, and a large file's hashes wait on disk, by range, until the file is read (hashparts.py;
@@ -178,17 +179,18 @@ def batch_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
 
 
 def write_batch(cfg: dict[str, Any], batch_id: int, frames: Iterable[pd.DataFrame], row_hash: int,
-                export: bool = False, later: bool = False) -> tuple[Path, dict[str, Any]]:
+                export: dict[str, Any] | None = None, later: bool = False) -> tuple[Path, dict[str, Any]]:
     """Write typed frames (one file version, chunk by chunk) as a batch; its path and row hashes (new_hashes, by
     the store's row hash: row_hashes). The file is fsynced but named by no manifest yet: until one does, it is
-    garbage. With export (a labelled batch of an ingestion), each chunk's CSV lines are also written beside it, on
-    a worker thread, for the export (hashes["csv"]: spill_csv). A failed write raises StoreWriteError; anything
-    else raised is the frames'. With later (frames already parsed: a file read ahead), the Parquet file is written
-    on WRITER while the caller de-duplicates its rows; written() waits for it, and raises its StoreWriteError."""
+    garbage. With export (a labelled batch of an ingestion: the run's lines file, csv_run), each chunk's CSV lines
+    are also written to it, on a worker thread, for the export (hashes["csv"]: spill_csv). A failed write raises
+    StoreWriteError; anything else raised is the frames'. With later (frames already parsed: a file read ahead),
+    the Parquet file is written on WRITER while the caller de-duplicates its rows; written() waits for it, and
+    raises its StoreWriteError."""
     path = batch_path(cfg, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     hashes, writer = new_hashes(folder(cfg) / f"spill-{batch_id:06d}", cfg["ingestion"]["spill_rows"]), None
-    lines = hashes["csv"] = new_csv(csv_path(cfg, batch_id)) if export else None
+    lines = hashes["csv"] = new_csv(export) if export is not None else None
     shown, tables = display_path(cfg, path), []
     try:
         for df in frames:  # reading the file: what goes wrong here is the file's
@@ -267,23 +269,28 @@ def room_for_lines(cfg: dict[str, Any], index: dict[str, Any], size: int) -> boo
     """Whether the disk has room to keep a file of size bytes as CSV lines until the export (LINES_ROOM, and as
     much again for the lines this run already keeps, which the export copies too); without it the export reads
     the batch back, which needs no more room than the export itself."""
-    try:  # a lines file may vanish meanwhile: its worker removes it when a write fails
-        kept = sum(lines["path"].stat().st_size for lines in index["csv"].values() if lines["path"].exists())
+    try:
+        run = index.get("csv_run")
+        kept = run["path"].stat().st_size if run is not None and run["path"].exists() else 0
         return shutil.disk_usage(cfg["output_folder_path"]).free >= LINES_ROOM * size + kept
     except OSError:
         return False
 
 
-def csv_path(cfg: dict[str, Any], batch_id: int) -> Path:
-    """Where a batch's CSV lines wait for the export (store.spill_csv)."""
-    return folder(cfg) / f"csv-{batch_id:06d}.csv"
+def csv_run(cfg: dict[str, Any], index: dict[str, Any], batch_id: int) -> dict[str, Any]:
+    """The file where this run's labelled batches' CSV lines wait for the export, one batch after another (made
+    for the run's first, batch_id, and named by it)."""
+    if "csv_run" not in index:
+        path = folder(cfg) / f"csv-{batch_id:06d}.csv"
+        path.unlink(missing_ok=True)
+        index["csv_run"] = {"path": path}
+    return index["csv_run"]
 
 
-def new_csv(path: Path) -> dict[str, Any]:
-    """A batch's CSV lines as its chunks are written: the file they go to, the jobs writing them, whether they are
-    usable (no id needed quoting)."""
-    path.unlink(missing_ok=True)
-    return {"path": path, "jobs": [], "ok": True}
+def new_csv(run: dict[str, Any]) -> dict[str, Any]:
+    """A batch's CSV lines as its chunks are written: the run's file they go to (csv_run), the jobs writing them,
+    whether they are usable (no id needed quoting), and where in the file they start and end."""
+    return {"path": run["path"], "jobs": [], "ok": True, "start": None, "end": None}
 
 
 def spill_csv(lines: dict[str, Any], table: pa.Table, cfg: dict[str, Any], source: bytes | None = None,
@@ -328,13 +335,26 @@ def _append_csv(lines: dict[str, Any], table: pa.Table, source: bytes | None = N
             lines["ok"] = False  # not one line per row: the export reads the batch back
             return
     runs = [data] if keep is None or keep.all() else _kept_runs(data, keep)[0]
+    at = None
     try:
         with open(lines["path"], "ab") as f:
+            at = f.tell()
+            if at == 0:  # the run's first lines: the header first, so the file can become the export
+                f.write((",".join(table.column_names) + "\n").encode())
+                at = f.tell()
+            if lines["end"] not in (None, at):  # another batch's lines between this batch's: not one range
+                lines["ok"] = False
+                return
             f.writelines(runs)
+            end = f.tell()
     except OSError:  # a full disk, say: the lines are a shortcut, the export reads the batch back instead
         lines["ok"] = False
-        lines["path"].unlink(missing_ok=True)
+        if at is not None:
+            with suppress(OSError):  # what this write left goes, so the next batch's lines follow the last whole ones
+                os.truncate(lines["path"], at)
         return
+    lines["start"] = at if lines["start"] is None else lines["start"]
+    lines["end"] = end
     if keep is not None:
         lines["kept"] = keep
 
@@ -396,11 +416,11 @@ def csv_ready(lines: dict[str, Any] | None) -> bool:
     except Exception:  # noqa: BLE001 (the lines are a shortcut: whatever went wrong, the batch is read back)
         log.warning("the CSV lines of %s could not be made: the export reads the batch back", lines["path"].name)
         return False
-    return bool(lines["ok"]) and lines["path"].exists()
+    return bool(lines["ok"]) and lines["end"] is not None and lines["path"].exists()
 
 
 def drop_csv(lines: dict[str, Any] | None) -> None:
-    """Remove a batch's CSV lines once their jobs are done (a job must not write after the removal)."""
+    """Give up a batch's CSV lines once their jobs are done (they stay in the run's file, unused)."""
     if lines is None:
         return
     for job in lines["jobs"]:
@@ -409,7 +429,6 @@ def drop_csv(lines: dict[str, Any] | None) -> None:
         except Exception:  # noqa: BLE001 (the file goes whatever went wrong in writing it)
             pass
     lines["ok"] = False
-    lines["path"].unlink(missing_ok=True)
 
 
 def drop_batch(cfg: dict[str, Any], batch_id: int, hashes: dict[str, Any] | None = None) -> None:
@@ -420,7 +439,6 @@ def drop_batch(cfg: dict[str, Any], batch_id: int, hashes: dict[str, Any] | None
     batch_path(cfg, batch_id).unlink(missing_ok=True)
     shutil.rmtree(folder(cfg) / f"spill-{batch_id:06d}", ignore_errors=True)
     drop_csv((hashes or {}).get("csv"))
-    csv_path(cfg, batch_id).unlink(missing_ok=True)
 
 
 def batch_hashes(cfg: dict[str, Any], batch_id: int) -> np.ndarray:
@@ -665,7 +683,7 @@ def export(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any],
             _write_rows(f, cfg, manifest, index, set(added))
             f.flush()
             os.fsync(f.fileno())
-    else:
+    elif not _take_run(cfg, manifest, index, path):
         with atomic_file(path) as f:
             f.write((",".join(columns(cfg)) + "\n").encode())
             _write_rows(f, cfg, manifest, index, None)
@@ -699,10 +717,9 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
                 while pending:
                     f.write(pending.popleft().result())
                 if wanted.all():
-                    _copy_into(f, lines["path"])
+                    _copy_into(f, lines)
                 else:
-                    _append_kept(f, lines["path"], wanted)
-                drop_csv(lines)  # copied: its room is given back before the next batch's lines
+                    _append_kept(f, lines, wanted)
                 continue
             for table in _kept_slices(cfg, b["id"], keep):
                 pending.append(pool.submit(csv_rows, table, cfg))
@@ -710,8 +727,44 @@ def _write_rows(f: Any, cfg: dict[str, Any], manifest: dict[str, Any], index: di
                     f.write(pending.popleft().result())
         while pending:
             f.write(pending.popleft().result())
-    for lines in spilled.values():
+    _drop_run(index)
+
+
+def _take_run(cfg: dict[str, Any], manifest: dict[str, Any], index: dict[str, Any], path: Path) -> bool:
+    """Make the run's lines file finaldata.csv, as atomic_file would, when it holds what the export is to write
+    anew: the header, then every labelled batch's lines, each kept whole, in the manifest's order (a first
+    ingestion, or one after the export was deleted that finds every file new); whether it did."""
+    run, head = index.get("csv_run"), (",".join(columns(cfg)) + "\n").encode()
+    if run is None:
+        return False
+    at = len(head)
+    for b in manifest["batches"]:
+        if b["labelled"]:
+            lines = index["csv"].get(b["id"])
+            wanted = _lines_kept(lines, index["keep"][b["id"]])
+            if wanted is None or not wanted.all() or lines["start"] != at:
+                return False
+            at = lines["end"]
+    try:
+        with open(run["path"], "rb") as f:
+            if f.read(len(head)) != head or os.fstat(f.fileno()).st_size != at:
+                return False
+            os.fsync(f.fileno())
+        os.replace(run["path"], path)
+    except OSError:  # no lines written at all, or another filesystem than the export's: the export copies
+        return False
+    fsync_path(path.parent)
+    _drop_run(index)
+    return True
+
+
+def _drop_run(index: dict[str, Any]) -> None:
+    """Remove the run's lines file, its jobs done (a job must not write after the removal)."""
+    for lines in index["csv"].values():
         drop_csv(lines)
+    run = index.pop("csv_run", None)
+    if run is not None:
+        run["path"].unlink(missing_ok=True)
     index["csv"] = {}
 
 
@@ -726,30 +779,36 @@ def _lines_kept(lines: dict[str, Any] | None, keep: np.ndarray) -> np.ndarray | 
     return None if (keep & ~cut).any() else keep[cut]
 
 
-def _copy_into(f: Any, path: Path) -> None:
-    """Append a whole file to an open file: in the kernel where it can (copy_file_range), else through memory."""
+def _copy_into(f: Any, lines: dict[str, Any]) -> None:
+    """Append a batch's CSV lines to an open file: in the kernel where it can (copy_file_range), else through
+    memory."""
     f.flush()  # what the writer buffered goes first; the copy writes at the file's own offset
-    with open(path, "rb", buffering=0) as src:
-        left = os.fstat(src.fileno()).st_size
+    at, end = lines["start"], lines["end"]
+    with open(lines["path"], "rb", buffering=0) as src:
         try:
-            while left > 0 and (n := os.copy_file_range(src.fileno(), f.fileno(), left)):
-                left -= n
-        except OSError:  # no such copy between these two filesystems: the rest through memory
+            while at < end and (n := os.copy_file_range(src.fileno(), f.fileno(), end - at, at)):
+                at += n
+        except OSError:  # no such copy between these two filesystems (or onto a file opened to append)
             pass
-        shutil.copyfileobj(src, f, EXPORT_BLOCK)
+        src.seek(at)
+        while at < end and (block := src.read(min(EXPORT_BLOCK, end - at))):
+            f.write(block)
+            at += len(block)
 
 
-def _append_kept(f: Any, path: Path, keep: np.ndarray) -> None:
-    """Append the lines of a batch's CSV file whose rows it keeps, EXPORT_BLOCK bytes of it at a time."""
-    row, rest = 0, b""
+def _append_kept(f: Any, lines: dict[str, Any], keep: np.ndarray) -> None:
+    """Append those of a batch's CSV lines whose rows it keeps, EXPORT_BLOCK bytes of them at a time."""
+    row, rest, path, left = 0, b"", lines["path"], lines["end"] - lines["start"]
     with open(path, "rb") as src:
-        while block := src.read(EXPORT_BLOCK):
+        src.seek(lines["start"])
+        while left > 0 and (block := src.read(min(EXPORT_BLOCK, left))):
+            left -= len(block)
             data = rest + block if rest else block
             runs, rows, used = _kept_runs(data, keep[row:])
             f.writelines(runs)
             row, rest = row + rows, data[used:]
     if rest or row != len(keep):
-        raise ValueError(f"{path.name} holds {row} lines, its batch {len(keep)} rows")
+        raise ValueError(f"{path.name} holds {row} lines of a batch of {len(keep)} rows")
 
 
 def _kept_runs(data: Any, keep: np.ndarray) -> tuple[list[memoryview], int, int]:

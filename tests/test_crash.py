@@ -432,14 +432,18 @@ def one_file_workspace(ws: Path, rows: int = 60_000) -> Path:
 
 
 @pytest.mark.skipif(not can_mount(), reason="mounting a small tmpfs needs root; a full disk cannot be made honestly")
-@pytest.mark.parametrize("ahead", [False, True], ids=["first file", "file read ahead"])
-def test_a_full_disk_while_a_file_is_stored_fails_the_run_and_leaves_the_file_to_the_next_run(tmp_path, ahead):
+@pytest.mark.parametrize("how", ["first file", "file read ahead", "file read in pieces"])
+def test_a_full_disk_while_a_file_is_stored_fails_the_run_and_leaves_the_file_to_the_next_run(tmp_path, how):
     """Found by trying it: a full disk while a good file's batch was written recorded the file as rejected ("cannot
     read file"), so it was never read again, even once there was room. The disk is the store's, not the file's.
-    A file read ahead has its batch written while its rows are de-duplicated: its failure fails the run alike."""
+    A file in one piece has its batch written while its rows are de-duplicated, one in pieces piece by piece: a
+    failure fails the run alike."""
+    ahead = how == "file read ahead"
     with tmpfs(tmp_path / "disk", 16) as disk:
         ws = disk / "ws"
         one_file_workspace(ws)
+        if how == "file read in pieces":
+            write_config(ws, ingestion={"settle_seconds": 0, "unterminated_seconds": 0, "chunk_bytes": 256 * 1024})
         if ahead:  # taken first, so data001.csv is the file read ahead
             (ws / "sourcedata" / "data000.csv").write_text(
                 "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\nz1,1,2,3,0\n")

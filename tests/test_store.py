@@ -244,7 +244,7 @@ def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_w
         keep = np.array([rng.random() < rng.choice([0.1, 0.5, 0.95, 1.0]) for _ in lines])
         monkeypatch.setattr(store, "EXPORT_BLOCK", rng.randint(1, 40))
         with open(tmp_path / "out.csv", "wb") as f:
-            store._append_kept(f, tmp_path / "c.csv", keep)
+            store._append_kept(f, {"path": tmp_path / "c.csv", "start": 0, "end": len(b"".join(lines))}, keep)
         assert (tmp_path / "out.csv").read_bytes() == b"".join(line for line, k in zip(lines, keep, strict=True) if k)
 
 
