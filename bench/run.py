@@ -800,7 +800,8 @@ def render(info: dict[str, Any]) -> str:
               f"{info['drift_repeat']} for the drift check, {info['big_file_repeat']} for the large file; the "
               "straightforward implementation "
               f"{info['big_sf_repeat']} at {BIG // 1_000_000}M rows, where it is slow and only context), min-max in "
-              "brackets; the data files are in the page cache. A workspace per case and size under "
+              "brackets; the data files are in the page cache, and what preparing a run wrote is on disk before it "
+              "starts (os.sync). A workspace per case and size under "
               "bench/data/<case>/, with its own config.json (relative paths) and the source files hard-linked in.",
               "- Ratios are of median wall times, ours / the reference the case names; targets are judged on them. "
               "Beside each, the same ratio of CPU time (user + system): it moves less when other processes take "
