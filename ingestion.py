@@ -393,8 +393,9 @@ def read_ahead(cfg: dict[str, Any], path: Path, manifest: dict[str, Any],
 
 def _read_whole(path: Path, cfg: dict[str, Any], shown: str,
                 row_hash: int) -> tuple[tuple[int, int], str, bool, Any] | None:
-    """On READER: a one-piece file's (size, mtime) as read, its SHA-256, whether it is labelled, and its typed frame
-    or the exception read_chunks would raise (None: it changed while read, or is no longer one piece)."""
+    """On READER (the first file: on the main thread): a one-piece file's (size, mtime) as read, its SHA-256, whether
+    it is labelled, and its typed frame or the exception read_chunks would raise (None: it changed while read, or is
+    no longer one piece)."""
     try:
         with open(path, "rb") as f:
             before = os.fstat(f.fileno())

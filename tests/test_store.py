@@ -213,7 +213,8 @@ def test_the_export_from_ingested_pieces_is_the_export_read_back_from_the_batche
 def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_writes(cfg, tmp_path, monkeypatch):
     """store.own_lines answers only with the very bytes csv_rows writes (cells padded, signed, with a point, an
     exponent or a leading zero, ids with digits or spaces, numbers of 10 and 11 digits), and the export's cut of
-    the rows a batch does not keep is exact whatever the block size."""
+    the rows a batch does not keep, and its copy of them all, take exactly the batch's lines from the run's lines
+    file whatever the block size."""
     import numpy as np
 
     import store
@@ -240,12 +241,19 @@ def test_a_piece_s_own_lines_are_taken_only_when_they_are_the_lines_the_export_w
     assert taken > 300
     for _ in range(300):
         lines = [("x" * rng.randint(0, 12) + "\n").encode() for _ in range(rng.randint(1, 60))]
-        (tmp_path / "c.csv").write_bytes(b"".join(lines))
         keep = np.array([rng.random() < rng.choice([0.1, 0.5, 0.95, 1.0]) for _ in lines])
         monkeypatch.setattr(store, "EXPORT_BLOCK", rng.randint(1, 40))
+        # the batch's lines amid other batches' in the run's lines file
+        before, after = b"h,1\n" * rng.randint(0, 3), b"o,1\n" * rng.randint(0, 3)
+        (tmp_path / "c.csv").write_bytes(before + b"".join(lines) + after)
+        lines_at = {"path": tmp_path / "c.csv", "start": len(before), "end": len(before) + len(b"".join(lines))}
         with open(tmp_path / "out.csv", "wb") as f:
-            store._append_kept(f, {"path": tmp_path / "c.csv", "start": 0, "end": len(b"".join(lines))}, keep)
+            store._append_kept(f, lines_at, keep)
         assert (tmp_path / "out.csv").read_bytes() == b"".join(line for line, k in zip(lines, keep, strict=True) if k)
+        with open(tmp_path / "out.csv", "wb") as f:
+            f.write(b"head\n")
+            store._copy_into(f, lines_at)  # all of them kept
+        assert (tmp_path / "out.csv").read_bytes() == b"head\n" + b"".join(lines)
 
 
 def test_the_practice_data_survives_a_deleted_export(tmp_path):
